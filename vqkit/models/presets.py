@@ -1,0 +1,217 @@
+"""Named model configurations from the literature: ``vqkit.create_model(name, **overrides)``.
+
+Every preset is a :class:`~vqkit.VQVAE` config (its constructor arguments) plus the source of its
+numbers. Presets are registered under kind ``"model"``, so ``vqkit.build("model", name)`` and
+``vqkit.list_models("vqvae-*")`` see them next to the model classes themselves.
+
+Sources: *Neural Discrete Representation Learning*, van den Oord et al. 2017 (arXiv:1711.00937),
+§4.1 (architecture, β = 0.25 "in all our experiments"); DeepMind Sonnet's VQ-VAE example
+(examples/vqvae_example.ipynb: 128 hidden, 32 residual hidden, 2 residual layers, K = 512,
+D = 64); the other sizes are those the vqkit issue (#6) specifies for its seed projects.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from vqkit._registry import build, list_registered, register
+from vqkit.models.vqvae import VQVAE
+
+__all__ = ["PRESETS", "Preset", "create_model", "list_models", "preset_config"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named VQVAE config and where its numbers come from."""
+
+    name: str
+    description: str
+    source: str
+    config: dict[str, Any]
+
+
+def _resnet(
+    channels: int,
+    hidden: int,
+    residual_layers: int,
+    residual_hidden: int,
+    downsamples: int,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    common = {
+        "type": "resnet",
+        "hidden_channels": hidden,
+        "num_residual_layers": residual_layers,
+        "residual_hidden_channels": residual_hidden,
+    }
+    encoder = {**common, "in_channels": channels, "num_downsamples": downsamples}
+    decoder = {**common, "out_channels": channels, "num_upsamples": downsamples}
+    return encoder, decoder
+
+
+def _vq(dim: int, codebook_size: int, **extra: Any) -> dict[str, Any]:
+    # β = 0.25: van den Oord et al. 2017, §4.1 ("We use β = 0.25 in all our experiments").
+    return {
+        "type": "vq",
+        "dim": dim,
+        "codebook_size": codebook_size,
+        "commitment_weight": 0.25,
+        **extra,
+    }
+
+
+def _prior(hidden: int, layers: int) -> dict[str, Any]:
+    return {"type": "gated_pixelcnn", "hidden_channels": hidden, "num_layers": layers}
+
+
+def _preset(
+    name: str,
+    description: str,
+    source: str,
+    *,
+    image_size: list[int],
+    encoder_decoder: tuple[dict[str, Any], dict[str, Any]],
+    quantizer: dict[str, Any],
+    prior: dict[str, Any],
+) -> Preset:
+    encoder, decoder = encoder_decoder
+    config = {
+        "encoder": encoder,
+        "quantizer": quantizer,
+        "decoder": decoder,
+        "prior": prior,
+        "image_size": image_size,
+    }
+    return Preset(name=name, description=description, source=source, config=config)
+
+
+_CIFAR_K128 = {
+    "image_size": [32, 32],
+    "encoder_decoder": _resnet(3, 128, 2, 32, 2),
+    # Codebook drawn uniformly in [-1/K, 1/K], as in the original implementations.
+    "quantizer": _vq(256, 128, codebook_init="uniform"),
+    "prior": _prior(64, 12),
+}
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in [
+        _preset(
+            "vqvae-celeba64",
+            "CelebA 64×64 RGB, 16×16 latents, K=512, D=64, β=0.25",
+            "K, D, β: vqkit issue #6 (CelebA seed); β=0.25 and the residual design: van den "
+            "Oord et al. 2017 §4.1; widths 128/32 and 2 residual layers: Sonnet VQ-VAE example",
+            image_size=[64, 64],
+            encoder_decoder=_resnet(3, 128, 2, 32, 2),
+            quantizer=_vq(64, 512),
+            prior=_prior(64, 15),
+        ),
+        _preset(
+            "vqvae-hipmri",
+            "hip MRI slices 256×128 grayscale, 64×32 latents, K=128, D=128",
+            "hidden 128, 2 residual layers, residual hidden 32, K=128, D=128: vqkit issue #6 "
+            "(hip-MRI seed); residual design and β=0.25: van den Oord et al. 2017 §4.1",
+            image_size=[256, 128],
+            encoder_decoder=_resnet(1, 128, 2, 32, 2),
+            quantizer=_vq(128, 128),
+            prior=_prior(64, 15),
+        ),
+        _preset(
+            "vqvae-cifar10",
+            "CIFAR-10 32×32 RGB, 8×8 latents, K=128, D=256, codebook uniform in ±1/K",
+            "K=128, D=256, uniform ±1/K codebook init: vqkit issue #6 (CIFAR-10/SVHN seed); "
+            "residual design and β=0.25: van den Oord et al. 2017 §4.1",
+            **_CIFAR_K128,
+        ),
+        _preset(
+            "vqvae-svhn",
+            "SVHN 32×32 RGB: the same model as vqvae-cifar10",
+            "as vqvae-cifar10 (the seed uses one configuration for CIFAR-10 and SVHN)",
+            **copy.deepcopy(_CIFAR_K128),
+        ),
+        _preset(
+            "vqvae-paper-cifar10",
+            "the paper's CIFAR-10 model: 256 hidden units everywhere, 8×8 latents",
+            "van den Oord et al. 2017 §4.1: 2 stride-2 4×4 convs, 2 residual 3×3 blocks, "
+            "'all having 256 hidden units', 8×8 latents on 32×32 images, β=0.25. K=512 is the "
+            "paper's ImageNet codebook size and D=64 Sonnet's; the paper does not state them "
+            "for CIFAR-10",
+            image_size=[32, 32],
+            encoder_decoder=_resnet(3, 256, 2, 256, 2),
+            quantizer=_vq(64, 512),
+            prior=_prior(128, 15),
+        ),
+        _preset(
+            "vqvae-digits",
+            "tiny: 8×8 grayscale digits (scikit-learn / UCI), 4×4 latents, K=32, D=16; "
+            "trains in seconds on a CPU",
+            "vqkit's own small default for `vqkit train`; the design follows van den Oord et "
+            "al. 2017 at a reduced width",
+            image_size=[8, 8],
+            encoder_decoder=_resnet(1, 32, 1, 16, 1),
+            quantizer=_vq(16, 32),
+            prior=_prior(32, 4),
+        ),
+    ]
+}
+
+
+def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``overrides`` into a copy of ``base``; a part with a new ``type`` is replaced."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in overrides.items():
+        old = merged.get(key)
+        same_part = isinstance(old, Mapping) and isinstance(value, Mapping)
+        if same_part and value.get("type", old.get("type")) == old.get("type"):
+            merged[key] = _merge(old, value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def preset_config(name: str, **overrides: Any) -> dict[str, Any]:
+    """The VQVAE constructor arguments of preset ``name``, with ``overrides`` deep-merged.
+
+    Raises:
+        KeyError: ``name`` is not a preset (the message lists the presets).
+    """
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; presets: {', '.join(sorted(PRESETS))}")
+    return _merge(PRESETS[name].config, overrides)
+
+
+def _factory(preset: Preset) -> Callable[..., VQVAE]:
+    def create(**overrides: Any) -> VQVAE:
+        return VQVAE(**preset_config(preset.name, **overrides))
+
+    create.__name__ = create.__qualname__ = preset.name.replace("-", "_")
+    create.__doc__ = f"{preset.description}.\n\nSource: {preset.source}."
+    return create
+
+
+for _preset_entry in PRESETS.values():
+    register("model", _preset_entry.name)(_factory(_preset_entry))
+
+
+def create_model(name: str, **overrides: Any) -> Any:
+    """Build a registered model or preset by name.
+
+    Overrides are deep-merged into a preset's config, so a part can be shrunk without
+    restating it: ``create_model("vqvae-celeba64", encoder={"hidden_channels": 32})``.
+
+    Args:
+        name: a preset (``"vqvae-celeba64"``) or a model class name (``"vqvae"``, which then
+            needs its constructor arguments as overrides); see :func:`list_models`.
+        **overrides: constructor arguments replacing or merging into the preset's.
+
+    Raises:
+        KeyError: unknown name (the message lists close matches and every registered model).
+    """
+    return build("model", name, **overrides)
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Sorted names of registered models and presets matching a shell wildcard ``pattern``."""
+    return list_registered("model", pattern)
