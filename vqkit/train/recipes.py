@@ -1,0 +1,345 @@
+"""Whole training workflows that write a run folder: VQ-VAE then its prior, and VAEs.
+
+VQ-VAE (van den Oord et al., "Neural Discrete Representation Learning", arXiv:1711.00937, §3.2):
+stage 1 trains encoder, quantizer and decoder; stage 2 freezes them, encodes the data to code
+grids once, and fits the autoregressive prior (a Gated PixelCNN, arXiv:1606.05328) to those codes.
+VAE / β-VAE / VLAE (arXiv:1312.6114, Higgins et al. 2017, arXiv:1611.02731): one stage.
+
+A run folder holds::
+
+    config.json          the resolved settings (model, data, training)
+    metrics.json         evaluation figures (see vqkit.train.evaluate)
+    model/               the model in save_pretrained format (config.json, model.safetensors)
+    <stage>/metrics.jsonl, <stage>/checkpoints/   per-stage training logs and checkpoints
+    reconstructions.png, samples.png, interpolations.png, loss_curves.png, latent_maps.png
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vqkit._registry import get, list_registered
+from vqkit.data.dataset import ArrayDataset
+from vqkit.train.checkpoint import write_json_atomic
+from vqkit.train.distributed import barrier, is_main_process
+from vqkit.train.evaluate import evaluate_model, reconstruct
+from vqkit.train.images import image_grid, loss_curves, palette_colours, save_image, scatter_plot
+from vqkit.train.trainer import LossOutput, TrainConfig, Trainer
+
+__all__ = [
+    "RunResult",
+    "load_run_model",
+    "model_registry_name",
+    "prior_objective",
+    "train_vae_run",
+    "train_vqvae_run",
+    "write_pictures",
+]
+
+
+@dataclass
+class RunResult:
+    """What a recipe produced: the trained model, its figures and where the files are."""
+
+    out_dir: Path
+    model: nn.Module
+    metrics: dict[str, float] = field(default_factory=dict)
+    pictures: dict[str, Path] = field(default_factory=dict)
+    model_dir: Path | None = None
+
+
+def prior_objective(prior: nn.Module, codes: torch.Tensor) -> LossOutput:
+    """NLL of code grids ``(B, h, w)`` in nats per latent position (the loss), and in bits."""
+    nll = -prior.log_prob(codes.long())  # (B,) nats per grid
+    positions = codes[0].numel()
+    loss = nll.mean() / positions
+    return LossOutput(loss, {"nll": loss.detach(), "bits_per_dim": loss.detach() / math.log(2)})
+
+
+def model_registry_name(model: nn.Module) -> str:
+    """The name ``type(model)`` is registered under (kind ``"model"``)."""
+    for name in list_registered("model"):
+        if get("model", name) is type(model):
+            return name
+    raise ValueError(f"{type(model).__name__} is not a registered model class")
+
+
+def _model_config(model: nn.Module) -> dict[str, Any]:
+    config = getattr(model, "_hub_mixin_config", None)
+    return json.loads(json.dumps(config, default=str)) if config is not None else {}
+
+
+def load_run_model(run: str | Path, *, device: str | None = None) -> nn.Module:
+    """The trained model of a run folder (``run/model`` with the class named in ``config.json``)."""
+    run = Path(run)
+    config_file = run / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{str(run)!r} is not a vqkit run folder: no config.json")
+    name = json.loads(config_file.read_text())["model"]["class"]
+    model = get("model", name).from_pretrained(str(run / "model"))
+    return model.to(device or "cpu").eval()
+
+
+@torch.no_grad()
+def encode_dataset(model: nn.Module, data: ArrayDataset, batch_size: int = 256) -> ArrayDataset:
+    """Code grids ``(N, h, w)`` of the frozen model for every image of ``data``."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    codes = [
+        model.encode_indices(data.data[i : i + batch_size].to(device)).cpu()
+        for i in range(0, len(data), batch_size)
+    ]
+    model.train(was_training)
+    return ArrayDataset(torch.cat(codes), data.labels, name=f"{data.name}-codes")
+
+
+def _history(stage_dir: Path) -> list[dict]:
+    file = stage_dir / "metrics.jsonl"
+    if not file.is_file():
+        return []
+    return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+
+
+def _curves(stages: dict[str, Path]):
+    """One loss-curve panel per stage, side by side."""
+    from PIL import Image
+
+    panels = []
+    for title, stage_dir in stages.items():
+        history = _history(stage_dir)
+        series = {}
+        for key in ("train/loss", "val/loss"):
+            values = [(r["step"], r[key]) for r in history if key in r]
+            if values:
+                series[key] = values
+        panels.append(loss_curves(series, title=f"{title}: loss per epoch", xlabel="step"))
+    width = sum(p.width for p in panels)
+    canvas = Image.new("RGB", (width, max(p.height for p in panels)), "white")
+    x = 0
+    for p in panels:
+        canvas.paste(p, (x, 0))
+        x += p.width
+    return canvas
+
+
+def _scale_for(h: int, target: int = 64) -> int:
+    return max(1, target // h)
+
+
+@torch.no_grad()
+def write_pictures(
+    model: nn.Module,
+    data: ArrayDataset,
+    out_dir: Path,
+    *,
+    stages: dict[str, Path] | None = None,
+    seed: int = 0,
+    num: int = 32,
+) -> dict[str, Path]:
+    """Write the PNGs that apply to ``model`` into ``out_dir``; returns ``{name: path}``."""
+    out_dir = Path(out_dir)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    pictures: dict[str, Path] = {}
+    x = data.data[:num].to(device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    if x.ndim == 2:  # 2-D points: data against samples
+        n = min(len(data), 2000)
+        series = {"data": data.data[:n].cpu()}
+        if hasattr(model, "sample"):
+            # Points are drawn with the decoder's noise: its means alone lie on a curve.
+            try:
+                drawn = model.sample(n, generator=generator, decoder_noise=True)
+            except TypeError:
+                drawn = model.sample(n, generator=generator)
+            series["samples"] = drawn.cpu()
+        pictures["samples"] = save_image(scatter_plot(series), out_dir / "samples.png")
+    else:
+        h = x.shape[-2]
+        scale = _scale_for(h)
+        x_hat = reconstruct(model, x).clamp(0, 1)
+        # Rows of 8 originals, each followed by a row of their reconstructions.
+        pairs = torch.stack([x.view(-1, 8, *x.shape[1:]), x_hat.view(-1, 8, *x.shape[1:])], 1)
+        grid = image_grid(pairs.reshape(-1, *x.shape[1:]), nrow=8, scale=scale)
+        pictures["reconstructions"] = save_image(grid, out_dir / "reconstructions.png")
+        samples = None
+        if getattr(model, "prior", None) is not None and hasattr(model, "generate"):
+            samples = model.generate(64, generator=generator)
+        elif hasattr(model, "sample"):
+            samples = model.sample(64, generator=generator)
+        if samples is not None:
+            grid = image_grid(samples.clamp(0, 1), nrow=8, scale=scale)
+            pictures["samples"] = save_image(grid, out_dir / "samples.png")
+        frames = _interpolations(model, x[:8], x[8:16], steps=10)
+        if frames is not None:
+            grid = image_grid(frames.reshape(-1, *x.shape[1:]).clamp(0, 1), nrow=10, scale=scale)
+            pictures["interpolations"] = save_image(grid, out_dir / "interpolations.png")
+        if hasattr(model, "encode_indices") and hasattr(model, "codebook_size"):
+            pictures["latent_maps"] = save_image(
+                _latent_maps(model, x[:16]), out_dir / "latent_maps.png"
+            )
+    if stages:
+        pictures["loss_curves"] = save_image(_curves(stages), out_dir / "loss_curves.png")
+    model.train(was_training)
+    return pictures
+
+
+def _interpolations(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor, steps: int):
+    """``(B, steps, C, H, W)``: decodes along the line between two encodings."""
+    if hasattr(model, "interpolate"):
+        return model.interpolate(x1, x2, steps=steps)
+    if not all(hasattr(model, a) for a in ("encoder", "quantizer", "decoder")):
+        return None
+    z1, z2 = model.encoder(x1), model.encoder(x2)  # (B, D, h, w)
+    t = torch.linspace(0, 1, steps, device=z1.device).view(1, steps, 1, 1, 1)
+    z = z1[:, None] * (1 - t) + z2[:, None] * t  # (B, steps, D, h, w)
+    b = z.shape[0]
+    # Each point is snapped to its codes, so the path is what the discrete model can express.
+    quantized = model.quantizer(z.flatten(0, 1)).quantized
+    return model.decoder(quantized).view(b, steps, *x1.shape[1:])
+
+
+def _latent_maps(model: nn.Module, x: torch.Tensor):
+    """Images (top rows) above their code index maps (bottom rows), each map stretched to the
+    size of its image so that every tile lines up with the image it encodes."""
+    from PIL import Image
+
+    indices = model.encode_indices(x)  # (B, h, w)
+    colours = palette_colours(indices, model.codebook_size)  # (B, 3, h, w)
+    colours = F.interpolate(colours, size=x.shape[-2:], mode="nearest")  # (B, 3, H, W)
+    scale = _scale_for(x.shape[-2])
+    images = image_grid(x.clamp(0, 1), nrow=8, scale=scale).convert("RGB")
+    maps = image_grid(colours, nrow=8, scale=scale)
+    canvas = Image.new("RGB", (images.width, images.height + maps.height), "white")
+    canvas.paste(images, (0, 0))
+    canvas.paste(maps, (0, images.height))
+    return canvas
+
+
+def _save_run_files(
+    model: nn.Module,
+    eval_data: ArrayDataset,
+    out_dir: Path,
+    config: dict,
+    stages: dict[str, Path],
+    seed: int,
+) -> RunResult:
+    model_dir = out_dir / "model"
+    model.save_pretrained(str(model_dir))
+    metrics = evaluate_model(model, eval_data, seed=seed)
+    metrics["eval_split"] = eval_data.name
+    write_json_atomic(out_dir / "metrics.json", metrics)
+    pictures = write_pictures(model, eval_data, out_dir, stages=stages, seed=seed)
+    return RunResult(out_dir, model, metrics, pictures, model_dir)
+
+
+def train_vqvae_run(
+    model: nn.Module,
+    train: ArrayDataset,
+    val: ArrayDataset | None,
+    out_dir: str | Path,
+    *,
+    config: TrainConfig,
+    prior_config: TrainConfig | None = None,
+    test: ArrayDataset | None = None,
+    run_config: dict | None = None,
+) -> RunResult:
+    """Train a VQ-VAE (stage 1) then its prior on the frozen codes (stage 2) into ``out_dir``.
+
+    Resumable: calling it again with the same ``out_dir`` continues each stage from its newest
+    checkpoint (finished stages are not repeated). Under torchrun every process trains; the main
+    process evaluates, draws and saves.
+
+    Args:
+        model: a :class:`~vqkit.VQVAE`, with a ``prior`` for stage 2.
+        train, val: training and validation images.
+        out_dir: the run folder.
+        config: stage-1 training settings.
+        prior_config: stage-2 settings; None skips the prior even if the model has one.
+        test: evaluation images (default: ``val``, else ``train``).
+        run_config: extra entries for ``config.json`` (e.g. the data source).
+    """
+    out_dir = Path(out_dir)
+    stages = {"vq-vae": out_dir / "vqvae"}
+    prior = getattr(model, "prior", None)
+    if prior is not None:
+        prior.requires_grad_(False)  # stage 1 leaves the prior alone
+    Trainer(model, train, val, config=config, out_dir=stages["vq-vae"], name="vq-vae").fit()
+    if prior is not None:
+        prior.requires_grad_(True)
+    if prior is not None and prior_config is not None:
+        model.eval()
+        model.requires_grad_(False)
+        prior.requires_grad_(True)
+        codes_train = encode_dataset(model, train)
+        codes_val = encode_dataset(model, val) if val is not None else None
+        stages["prior"] = out_dir / "prior"
+        Trainer(
+            prior,
+            codes_train,
+            codes_val,
+            config=prior_config,
+            objective=prior_objective,
+            out_dir=stages["prior"],
+            name="prior",
+        ).fit()
+        model.requires_grad_(True)
+    model.eval()
+    resolved = {
+        "recipe": "vqvae",
+        "model": {"class": model_registry_name(model), "config": _model_config(model)},
+        "train": config.to_dict(),
+        "prior_train": prior_config.to_dict() if prior_config is not None else None,
+        **(run_config or {}),
+    }
+    return _finish(model, train, val, test, out_dir, resolved, stages, config.seed)
+
+
+def train_vae_run(
+    model: nn.Module,
+    train: ArrayDataset,
+    val: ArrayDataset | None,
+    out_dir: str | Path,
+    *,
+    config: TrainConfig,
+    test: ArrayDataset | None = None,
+    run_config: dict | None = None,
+) -> RunResult:
+    """Train a VAE, β-VAE or VLAE (any :class:`~vqkit.vae.base.VAEBase`) into ``out_dir``.
+
+    A capacity-controlled loss advances its capacity once per training forward on its own
+    (``CapacityKL(auto_step=True)``); validation runs in eval mode under ``no_grad``, which
+    leaves it alone.
+    """
+    out_dir = Path(out_dir)
+    stages = {"vae": out_dir / "vae"}
+    Trainer(model, train, val, config=config, out_dir=stages["vae"], name="vae").fit()
+    model.eval()
+    resolved = {
+        "recipe": "vae",
+        "model": {"class": model_registry_name(model), "config": _model_config(model)},
+        "train": config.to_dict(),
+        **(run_config or {}),
+    }
+    return _finish(model, train, val, test, out_dir, resolved, stages, config.seed)
+
+
+def _finish(model, train, val, test, out_dir, resolved, stages, seed) -> RunResult:
+    result = RunResult(out_dir, model)
+    if is_main_process():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out_dir / "config.json", resolved)
+        eval_data = test if test is not None else (val if val is not None else train)
+        result = _save_run_files(model, eval_data, out_dir, resolved, stages, seed)
+    barrier()
+    return result
