@@ -1,0 +1,92 @@
+"""Prior sampling: Gated PixelCNN naive vs fast exact sampler; MADE flow prior sampling.
+
+Gated PixelCNN ("Conditional Image Generation with PixelCNN Decoders", van den Oord et al.,
+arXiv:1606.05328) with the issue's sizes: K = 512 codes, 64 channels, 15 layers. ``naive`` runs
+one full forward pass per position (H·W passes); ``fast`` caches the vertical stack per row and
+the horizontal stack per pixel (``vqkit.autoregressive.gated_sampling``). Both consume the
+generator identically, so the naive row also records whether its codes equal the fast sampler's
+(``identical_codes``). The weights are random: the cost of sampling does not depend on them.
+
+MADE flow prior (VLAE, Chen et al., arXiv:1611.02731): ``sample(n)`` inverts one latent dimension
+per network pass, so its cost grows with the dimension.
+
+Full sizes: fast over grids 8×8, 16×16, 32×32 and batches 1, 16, 64; naive over the same except
+where one run would take more than ~7 minutes on 2 CPU cores (its cost grows as (H·W)²·B), keeping
+32×32 at batch 16, the issue's goal case (one round, no warm-up). ``--bench-size=small``: 8×8 at
+batches 1 and 16.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from _timing import bench_device, run_pedantic, set_throughput
+
+from vqkit import GatedPixelCNN, MADEFlowPrior
+
+SIDES = {"small": (8,), "full": (8, 16, 32)}
+BATCHES = {"small": (1, 16), "full": (1, 16, 64)}
+# naive cases skipped at full size on CPU: (side, batch) whose single run takes many minutes
+NAIVE_TOO_SLOW_CPU = {(16, 64), (32, 64)}
+FLOW_DIMS = {"small": (16, 64), "full": (16, 64, 256)}
+
+
+def _cases(size: str, device_type: str) -> list:
+    cases = []
+    for side in SIDES[size]:
+        for batch in BATCHES[size]:
+            for impl in ("naive", "fast"):
+                if impl == "naive" and device_type == "cpu" and (side, batch) in NAIVE_TOO_SLOW_CPU:
+                    continue
+                cases.append(pytest.param(side, batch, impl, id=f"{side}x{side}-b{batch}-{impl}"))
+    return cases
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    size = metafunc.config.getoption("--bench-size")
+    if {"side", "batch", "impl"} <= set(metafunc.fixturenames):
+        metafunc.parametrize(("side", "batch", "impl"), _cases(size, bench_device().type))
+    if "dim" in metafunc.fixturenames:
+        metafunc.parametrize("dim", FLOW_DIMS[size])
+
+
+def make_prior(device: torch.device) -> GatedPixelCNN:
+    torch.manual_seed(0)
+    prior = GatedPixelCNN(num_embeddings=512, hidden_channels=64, num_layers=15)
+    return prior.to(device).eval()
+
+
+def test_gated_pixelcnn_sampling(benchmark, device, side, batch, impl):
+    prior = make_prior(device)
+    benchmark.group = "gated-pixelcnn-sampling (K=512, C=64, 15 layers)"
+    benchmark.extra_info.update(impl=impl, grid=[side, side], batch=batch, layers=15)
+    benchmark.extra_info["network_evaluations"] = side * side if impl == "naive" else "cached"
+    set_throughput(benchmark, batch, "samples")
+
+    def run() -> torch.Tensor:
+        gen = torch.Generator(device=device).manual_seed(0)
+        return prior.sample(batch, (side, side), generator=gen, method=impl)
+
+    # A naive run costs (H·W)²·B: past 8×8 at batch 64 it takes tens of seconds to minutes on a
+    # CPU, so it gets one round and no warm-up.
+    long_run = impl == "naive" and device.type == "cpu" and side**4 * batch > 8**4 * 64
+    warmup = 0 if long_run else 1
+    codes = run_pedantic(benchmark, run, device=device, rounds=1 if long_run else 3, warmup=warmup)
+    assert codes.shape == (batch, side, side)
+    if impl == "naive":
+        gen = torch.Generator(device=device).manual_seed(0)
+        fast = prior.sample(batch, (side, side), generator=gen, method="fast")
+        benchmark.extra_info["identical_codes"] = bool(torch.equal(codes, fast))
+
+
+def test_made_flow_prior_sampling(benchmark, device, dim):
+    torch.manual_seed(0)
+    flow = MADEFlowPrior(dim).to(device)
+    batch = 64
+    benchmark.group = "made-flow-prior-sampling (hidden 512x2, batch 64)"
+    benchmark.extra_info.update(impl="vqkit", dim=dim, batch=batch, network_evaluations=dim)
+    set_throughput(benchmark, batch, "samples")
+    gen = torch.Generator(device=device).manual_seed(0)
+    z = run_pedantic(benchmark, lambda: flow.sample(batch, generator=gen), device=device, rounds=5)
+    assert z.shape == (batch, dim)
+    assert torch.isfinite(z).all()

@@ -1,0 +1,24 @@
+"""Autoregressive layers and priors: masked layers, PixelCNN, Gated PixelCNN, MADE, MADE flow."""
+
+from vqkit.autoregressive.base import GridPrior
+from vqkit.autoregressive.checks import grid_dependencies, raster_before
+from vqkit.autoregressive.flow import MADEFlowPrior
+from vqkit.autoregressive.gated_pixelcnn import GatedLayer, GatedPixelCNN
+from vqkit.autoregressive.made import MADE, MaskedMLP
+from vqkit.autoregressive.masked import MaskedConv2d, MaskedLinear, conv_mask
+from vqkit.autoregressive.pixelcnn import PixelCNN
+
+__all__ = [
+    "MADE",
+    "GatedLayer",
+    "GatedPixelCNN",
+    "GridPrior",
+    "MADEFlowPrior",
+    "MaskedConv2d",
+    "MaskedLinear",
+    "MaskedMLP",
+    "PixelCNN",
+    "conv_mask",
+    "grid_dependencies",
+    "raster_before",
+]

@@ -1,0 +1,156 @@
+"""The interface shared by vqkit's priors over grids of code indices (PixelCNN, Gated PixelCNN).
+
+A :class:`GridPrior` embeds integer codes (B, H, W) with an ``nn.Embedding``, maps the embedding
+(B, E, H, W) to logits (B, K, H, W) with a causal network (``logits_from_embeddings``), and
+provides ``log_prob`` and raster-order ``sample`` (naive: one full forward pass per position, as in
+"Pixel Recurrent Neural Networks", van den Oord et al. 2016, arXiv:1601.06759). Subclasses may
+add faster exact samplers by implementing ``_sample_<method>``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from vqkit.autoregressive.sampling import (
+    check_cond,
+    check_indices,
+    check_temperature,
+    draw_codes,
+    draw_uniform,
+    prepare_given,
+)
+
+__all__ = ["GridPrior"]
+
+
+class GridPrior(nn.Module):
+    """Base class: an autoregressive distribution over (H, W) grids of K categories.
+
+    Subclasses set ``num_embeddings``, ``num_classes`` and ``embedding`` and implement
+    :meth:`logits_from_embeddings`. ``sample_methods`` lists the samplers, fastest first.
+    """
+
+    num_embeddings: int
+    num_classes: int | None
+    embedding: nn.Embedding
+    sample_methods: tuple[str, ...] = ("naive",)
+
+    def logits_from_embeddings(
+        self, x: torch.Tensor, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logits from embedded codes; the causal network without the embedding lookup.
+
+        Useful for exact causality checks by autograd (the input is continuous).
+
+        Args:
+            x: embedded codes (B, E, H, W).
+            cond: validated class labels (B,) int64, or None.
+
+        Shape:
+            - Output: (B, K, H, W)
+        """
+        raise NotImplementedError
+
+    def embed(self, indices: torch.Tensor) -> torch.Tensor:
+        """(B, H, W) int64 codes -> (B, E, H, W) embeddings (no validation)."""
+        return rearrange(self.embedding(indices), "b h w e -> b e h w")
+
+    def forward(
+        self, indices: torch.Tensor, cond: torch.Tensor | int | None = None
+    ) -> torch.Tensor:
+        """Logits of every position given the codes before it in raster order.
+
+        Args:
+            indices: codes (B, H, W), integer dtype, values in [0, num_embeddings).
+            cond: class labels (B,) or an int, required iff ``num_classes`` is set.
+
+        Shape:
+            - Output: (B, K, H, W); ``logits[:, :, i, j]`` depends only on codes before (i, j).
+        """
+        indices = check_indices(indices, self.num_embeddings)
+        cond = check_cond(cond, self.num_classes, indices.shape[0], indices.device)
+        return self.logits_from_embeddings(self.embed(indices), cond)
+
+    def log_prob(
+        self, indices: torch.Tensor, cond: torch.Tensor | int | None = None
+    ) -> torch.Tensor:
+        """Log-likelihood of each grid in nats: ``sum_{i,j} log p(x_ij | x_<ij)``.
+
+        Shape:
+            - indices: (B, H, W) int64
+            - Output: (B,)
+        """
+        logits = self(indices, cond)  # (B, K, H, W)
+        nll = F.cross_entropy(logits, indices.long(), reduction="none")  # (B, H, W)
+        return -nll.sum(dim=(1, 2))
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        size: tuple[int, int] | None = None,
+        cond: torch.Tensor | int | None = None,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        given: torch.Tensor | None = None,
+        given_mask: torch.Tensor | None = None,
+        method: str = "auto",
+    ) -> torch.Tensor:
+        """Draw ``n`` grids of codes in raster order.
+
+        Each position draws one uniform number per sample from ``generator`` (also at given
+        positions), so every exact method returns the same codes for the same generator state.
+
+        Args:
+            n: number of samples.
+            size: grid size (H, W); may be omitted when ``given`` is passed.
+            cond: class labels (n,) or an int (conditional models only).
+            temperature: logits are divided by it; < 1 sharpens, > 1 flattens.
+            generator: a ``torch.Generator`` for reproducible draws.
+            given: known codes (n, H, W) or (H, W) to complete; positions not known are sampled.
+                A sampled position is conditioned on all codes before it in raster order (given
+                or sampled); given codes after it cannot influence it.
+            given_mask: bool (n, H, W), (H, W) or broadcastable: True where ``given`` is known.
+                Default: ``given >= 0``.
+            method: ``"auto"`` (the fastest exact sampler) or one of ``sample_methods``.
+
+        Shape:
+            - Output: (n, H, W) int64 on the model's device.
+        """
+        if method == "auto":
+            method = self.sample_methods[0]
+        if method not in self.sample_methods:
+            raise ValueError(
+                f"{type(self).__name__}.sample: unknown method {method!r}; expected 'auto' or one "
+                f"of {list(self.sample_methods)}"
+            )
+        temperature = check_temperature(temperature)
+        device = self.embedding.weight.device
+        size, given, known = prepare_given(n, size, given, given_mask, self.num_embeddings, device)
+        cond = check_cond(cond, self.num_classes, n, device)
+        sampler = getattr(self, f"_sample_{method}")
+        return sampler(given, known, cond, temperature, generator)
+
+    def _sample_naive(
+        self,
+        codes: torch.Tensor,
+        known: torch.Tensor,
+        cond: torch.Tensor | None,
+        temperature: float,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        """One full forward pass per unknown position: H·W passes over the whole grid."""
+        n, h, w = codes.shape
+        codes = codes.clone()
+        for i in range(h):
+            for j in range(w):
+                u = draw_uniform(n, generator, codes.device)
+                if bool(known[:, i, j].all()):
+                    continue
+                logits = self.logits_from_embeddings(self.embed(codes), cond)[:, :, i, j]
+                drawn = draw_codes(logits, u, temperature)
+                codes[:, i, j] = torch.where(known[:, i, j], codes[:, i, j], drawn)
+        return codes

@@ -1,0 +1,125 @@
+"""PixelCNN prior over grids of code indices.
+
+"Pixel Recurrent Neural Networks", van den Oord, Kalchbrenner and Kavukcuoglu, 2016,
+arXiv:1601.06759 (§3.4 PixelCNN, Fig. 5 residual block), used as the prior over VQ-VAE codes in
+"Neural Discrete Representation Learning", van den Oord, Vinyals and Kavukcuoglu, 2017,
+arXiv:1711.00937.
+
+Architecture: a learned embedding of the codes, one type-A masked convolution, residual blocks of
+type-B masked convolutions (ReLU → 1×1 → ReLU → k×k masked B → ReLU → 1×1, plus the input), then
+ReLU → 1×1 → ReLU → 1×1 to K logits. The plain PixelCNN has a blind spot (positions up and to the
+right that no stack of masked kernels reaches); :class:`~vqkit.autoregressive.GatedPixelCNN`
+removes it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vqkit._hub import HubMixin
+from vqkit._registry import register
+from vqkit.autoregressive.base import GridPrior
+from vqkit.autoregressive.masked import MaskedConv2d
+
+__all__ = ["PixelCNN"]
+
+
+def _check_positive_int(name: str, value: object, minimum: int = 1) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+class _ResidualBlock(nn.Module):
+    """x + 1×1(ReLU(masked_B k×k(ReLU(1×1(ReLU(x)) + class bias)))): PixelRNN Fig. 5."""
+
+    def __init__(
+        self, channels: int, kernel_size: int, num_classes: int | None, device, dtype
+    ) -> None:
+        super().__init__()
+        inner = max(channels // 2, 1)
+        kw = {"device": device, "dtype": dtype}
+        self.reduce = nn.Conv2d(channels, inner, 1, **kw)
+        self.conv = MaskedConv2d(inner, inner, kernel_size, mask_type="B", **kw)
+        self.expand = nn.Conv2d(inner, channels, 1, **kw)
+        self.cond = nn.Embedding(num_classes, inner, **kw) if num_classes else None
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        y = self.reduce(F.relu(x))  # (B, C/2, H, W)
+        if self.cond is not None:
+            y = y + self.cond(cond)[:, :, None, None]
+        y = self.expand(F.relu(self.conv(F.relu(y))))  # (B, C, H, W)
+        return x + y
+
+
+@register("prior", "pixelcnn")
+class PixelCNN(GridPrior, HubMixin):
+    """PixelCNN prior over (H, W) grids of K code indices, optionally class-conditional.
+
+    Args:
+        num_embeddings: number of categories K (the codebook size).
+        hidden_channels: width of the residual stream (the embedding size too); each block's
+            masked convolution works on ``hidden_channels // 2`` channels.
+        num_layers: number of residual blocks of type-B masked convolutions.
+        kernel_size: odd kernel size of the type-B convolutions.
+        first_kernel_size: odd kernel size of the first, type-A convolution.
+        head_channels: width of the hidden 1×1 convolution of the output head.
+        num_classes: number of classes for class conditioning (a learned per-block bias), or None.
+        device: factory arguments for the parameters.
+        dtype: factory arguments for the parameters.
+
+    Shape:
+        - indices: (B, H, W) int64 in [0, K); any H, W.
+        - Output of ``forward``: logits (B, K, H, W); of ``log_prob``: (B,) nats.
+    """
+
+    def __init__(
+        self,
+        num_embeddings: int = 512,
+        hidden_channels: int = 128,
+        num_layers: int = 12,
+        kernel_size: int = 3,
+        first_kernel_size: int = 7,
+        head_channels: int = 512,
+        num_classes: int | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.num_embeddings = _check_positive_int("num_embeddings", num_embeddings, 2)
+        self.hidden_channels = _check_positive_int("hidden_channels", hidden_channels)
+        self.num_layers = _check_positive_int("num_layers", num_layers, 0)
+        self.num_classes = (
+            None if num_classes is None else _check_positive_int("num_classes", num_classes)
+        )
+        kw = {"device": device, "dtype": dtype}
+        self.embedding = nn.Embedding(num_embeddings, hidden_channels, **kw)
+        self.input_conv = MaskedConv2d(
+            hidden_channels, hidden_channels, first_kernel_size, mask_type="A", **kw
+        )
+        self.blocks = nn.ModuleList(
+            _ResidualBlock(hidden_channels, kernel_size, self.num_classes, device, dtype)
+            for _ in range(num_layers)
+        )
+        self.head = nn.Sequential(
+            nn.ReLU(),
+            nn.Conv2d(hidden_channels, head_channels, 1, **kw),
+            nn.ReLU(),
+            nn.Conv2d(head_channels, num_embeddings, 1, **kw),
+        )
+
+    def logits_from_embeddings(
+        self, x: torch.Tensor, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        h = self.input_conv(x)  # (B, C, H, W)
+        for block in self.blocks:
+            h = block(h, cond)
+        return self.head(h)  # (B, K, H, W)
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_embeddings={self.num_embeddings}, hidden_channels={self.hidden_channels}, "
+            f"num_layers={self.num_layers}, num_classes={self.num_classes}"
+        )
