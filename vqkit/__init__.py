@@ -3,16 +3,109 @@
 Everything public is re-exported here; parts register themselves by name on import.
 """
 
+from vqkit._hub import HubMixin
 from vqkit._registry import KINDS, build, get, list_registered, load_plugins, register
+from vqkit.autoregressive import (
+    MADE,
+    GatedPixelCNN,
+    MADEFlowPrior,
+    MaskedConv2d,
+    MaskedLinear,
+    PixelCNN,
+)
+from vqkit.data import (
+    ArrayDataset,
+    load_array,
+    load_dataset,
+    load_digits,
+    load_fashion_mnist,
+    load_image_folder,
+    load_mnist,
+    load_toy,
+    subset,
+    train_val_split,
+)
+from vqkit.models import VQVAE, VQVAEOutput, VQVAEPriorOutput, create_model, list_models
+from vqkit.nn import ConvDecoder, ConvEncoder, ResidualStack, ResNetDecoder, ResNetEncoder
+from vqkit.quantize import FSQ, QuantizerOutput, ResidualVQ, VectorQuantizer
+from vqkit.train import (
+    CodebookUsage,
+    TrainConfig,
+    Trainer,
+    bits_per_dim,
+    evaluate_model,
+    load_run_model,
+    mse,
+    psnr,
+    ssim,
+)
+from vqkit.vae import (
+    VAE,
+    VLAE,
+    BetaVAE,
+    CapacityKL,
+    ImageVAE,
+    VAEOutput,
+    gaussian_kl,
+    kld_weight_to_beta,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "FSQ",
     "KINDS",
+    "MADE",
+    "VAE",
+    "VLAE",
+    "VQVAE",
+    "ArrayDataset",
+    "BetaVAE",
+    "CapacityKL",
+    "CodebookUsage",
+    "ConvDecoder",
+    "ConvEncoder",
+    "GatedPixelCNN",
+    "HubMixin",
+    "ImageVAE",
+    "MADEFlowPrior",
+    "MaskedConv2d",
+    "MaskedLinear",
+    "PixelCNN",
+    "QuantizerOutput",
+    "ResNetDecoder",
+    "ResNetEncoder",
+    "ResidualStack",
+    "ResidualVQ",
+    "TrainConfig",
+    "Trainer",
+    "VAEOutput",
+    "VQVAEOutput",
+    "VQVAEPriorOutput",
+    "VectorQuantizer",
     "__version__",
+    "bits_per_dim",
     "build",
+    "create_model",
+    "evaluate_model",
+    "gaussian_kl",
     "get",
+    "kld_weight_to_beta",
+    "list_models",
     "list_registered",
+    "load_array",
+    "load_dataset",
+    "load_digits",
+    "load_fashion_mnist",
+    "load_image_folder",
+    "load_mnist",
     "load_plugins",
+    "load_run_model",
+    "load_toy",
+    "mse",
+    "psnr",
     "register",
+    "ssim",
+    "subset",
+    "train_val_split",
 ]
