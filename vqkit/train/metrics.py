@@ -109,14 +109,16 @@ def ssim(
     """Mean structural similarity of each image, as scikit-image's ``structural_similarity``.
 
     Args:
-        x, y: images; grayscale or colour (SSIM is computed per channel and averaged).
+        x: images; grayscale or colour (SSIM is computed per channel and averaged).
+        y: images to compare with ``x``, same shape.
         data_range: the range of the pixel values (1.0 for images in ``[0, 1]``, 255 for bytes).
         win_size: odd window side; defaults to 7 (uniform) or 11 (Gaussian, σ = 1.5).
         gaussian_weights: Gaussian instead of uniform window weights.
         sigma: standard deviation of the Gaussian window.
         use_sample_covariance: normalise (co)variances by ``N - 1`` rather than ``N``. Set
             ``gaussian_weights=True, use_sample_covariance=False`` to match Wang et al. (2004).
-        K1, K2: the stabilising constants of the paper.
+        K1: the stabilising constants of the paper.
+        K2: the stabilising constants of the paper.
 
     Shape:
         - x, y: ``(B, C, H, W)`` or ``(B, H, W)``
