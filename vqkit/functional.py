@@ -3,13 +3,17 @@
 Everything here is a function of tensors, with no module state, so it can be tested against a
 closed form and reused by every quantizer.
 
-- :func:`nearest_code`: chunked fp32 nearest-code search (one ``addmm`` per chunk, never an N×K
-  matrix for the whole batch), centred so that a large common offset does not cancel.
-- :func:`cluster_stats`, :func:`ema_`, :func:`laplace_smooth`: the EMA codebook update of van den
+- :func:`nearest_code`: chunked fp32 nearest-code search (one matrix product and one ``min`` per
+  chunk, never an N×K matrix for the whole batch), centred so that a large common offset does not
+  cancel.
+- :func:`cluster_stats` (a sparse product on CPU, ``index_add_`` elsewhere), :func:`ema_`,
+  :func:`laplace_smooth`: the EMA codebook update of van den
   Oord et al., "Neural Discrete Representation Learning" (arXiv:1711.00937, appendix A.1), in the
   form of Sonnet's ``VectorQuantizerEMA`` (Laplace smoothing of the cluster sizes).
 - :func:`perplexity`, :func:`index_perplexity`: exp(entropy) of code usage.
 - :func:`kmeans`: Lloyd iterations on the same chunked search, with an optional all-reduce hook.
+- :func:`straight_through`, :func:`straight_through_commitment`: the straight-through estimator
+  (alone, or fused with the commitment loss into one autograd node).
 - :func:`rotate_to`: the rotation trick of Fifty et al., "Restructuring Vector Quantization with
   the Rotation Trick" (arXiv:2410.06424).
 """

@@ -167,3 +167,22 @@ def test_rotation_trick_value_and_gradient_against_explicit_matrix():
         torch.testing.assert_close(rot.t() @ rot, torch.eye(5, dtype=torch.float64))
         lam = qi.norm() / zi.norm()
         torch.testing.assert_close(z.grad[i], lam * rot.t() @ up[i])
+
+
+def test_fused_straight_through_commitment_values_gradients_and_retained_graph():
+    g = torch.Generator().manual_seed(9)
+    z = torch.randn(6, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    q = torch.randn(6, 4, generator=g, dtype=torch.float64)
+    out, loss = VF.straight_through_commitment(z, q)
+    assert torch.equal(out, q)
+    torch.testing.assert_close(loss, ((z.detach() - q) ** 2).mean())
+    upstream = torch.randn(6, 4, generator=g, dtype=torch.float64)
+    total = (out * upstream).sum() + 0.3 * loss
+    expected = upstream + 0.3 * 2 * (z.detach() - q) / z.numel()
+    total.backward(retain_graph=True)  # the first backward reuses the saved difference ...
+    first = z.grad.clone()
+    z.grad = None
+    total.backward()  # ... so a second one through the retained graph recomputes it
+    torch.testing.assert_close(first, expected)
+    torch.testing.assert_close(z.grad, expected)
+    assert torch.autograd.gradcheck(lambda z: VF.straight_through_commitment(z, q)[1], (z,))
