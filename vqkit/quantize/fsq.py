@@ -26,11 +26,9 @@ from vqkit.functional import index_perplexity, perplexity, straight_through
 from vqkit.quantize._checks import check_number, check_positive_int
 from vqkit.quantize.output import (
     QuantizerOutput,
-    check_finite,
     check_indices,
-    check_input,
     from_rows,
-    to_rows,
+    input_rows,
 )
 
 __all__ = ["FSQ"]
@@ -127,12 +125,7 @@ class FSQ(nn.Module):
         return self._codes_from_indices(torch.arange(self.codebook_size, device=self._basis.device))
 
     def forward(self, x: Tensor) -> QuantizerOutput:
-        name = type(self).__name__
-        check_input(x, self.dim, self.channel_last, name)
-        if self.check_finite:
-            check_finite(x, name)
-        rows, batch_shape = to_rows(x, self.channel_last)  # (N, D)
-        z = self.project_in(rows) if self.project_in is not None else rows  # (N, d)
+        z, batch_shape = input_rows(self, x)  # (N, d)
         in_dtype = z.dtype
         with torch.autocast(device_type=z.device.type, enabled=False):
             bounded = torch.tanh(z.float() + self._shift) * self._half_l - self._offset  # (N, d)

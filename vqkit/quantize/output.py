@@ -88,6 +88,22 @@ def to_rows(x: Tensor, channel_last: bool) -> tuple[Tensor, tuple[int, ...]]:
     return x.movedim(1, -1).reshape(-1, x.shape[1]), batch_shape  # (B*prod(S), D)
 
 
+def input_rows(quantizer, x: Tensor) -> tuple[Tensor, tuple[int, ...]]:
+    """Validate a quantizer's input; return it as rows in codebook space and the batch shape.
+
+    Shared by every quantizer's ``forward``: the channel/dtype check, the optional finiteness
+    check, the (B, D, *S) → (N, D) reshape, and ``project_in`` when the quantizer has one.
+    """
+    name = type(quantizer).__name__
+    check_input(x, quantizer.dim, quantizer.channel_last, name)
+    if quantizer.check_finite:
+        check_finite(x, name)
+    rows, batch_shape = to_rows(x, quantizer.channel_last)  # (N, D)
+    if quantizer.project_in is not None:
+        rows = quantizer.project_in(rows)  # (N, codebook dim)
+    return rows, batch_shape
+
+
 def from_rows(rows: Tensor, batch_shape: tuple[int, ...], channel_last: bool) -> Tensor:
     """Inverse of :func:`to_rows`: rows (N, D) → (B, *S, D) or contiguous (B, D, *S)."""
     out = rows.reshape(*batch_shape, rows.shape[-1])  # (B, *S, D)

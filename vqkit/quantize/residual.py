@@ -24,11 +24,9 @@ from vqkit.functional import rotate_to, straight_through
 from vqkit.quantize._checks import check_choice, check_positive_int
 from vqkit.quantize.output import (
     QuantizerOutput,
-    check_finite,
     check_indices,
-    check_input,
     from_rows,
-    to_rows,
+    input_rows,
 )
 from vqkit.quantize.vq import GRADIENTS, VectorQuantizer
 
@@ -121,12 +119,7 @@ class ResidualVQ(nn.Module):
         return self.layers[0 if self.shared_codebook else level]
 
     def forward(self, x: Tensor) -> QuantizerOutput:
-        name = type(self).__name__
-        check_input(x, self.dim, self.channel_last, name)
-        if self.check_finite:
-            check_finite(x, name)
-        rows, batch_shape = to_rows(x, self.channel_last)  # (N, D)
-        z = self.project_in(rows) if self.project_in is not None else rows  # (N, Dc)
+        z, batch_shape = input_rows(self, x)  # (N, Dc)
         in_dtype = z.dtype
         with torch.autocast(device_type=z.device.type, enabled=False):
             z = z.float()
