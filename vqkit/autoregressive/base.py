@@ -23,7 +23,24 @@ from vqkit.autoregressive.sampling import (
     prepare_given,
 )
 
-__all__ = ["GridPrior"]
+__all__ = ["GridPrior", "logits_head"]
+
+
+def logits_head(
+    hidden_channels: int, head_channels: int, num_embeddings: int, **factory_kwargs
+) -> nn.Sequential:
+    """The two 1×1 convolutions (with ReLUs) that turn a grid prior's features into logits.
+
+    Shape:
+        - Input: (B, hidden_channels, H, W)
+        - Output: (B, num_embeddings, H, W)
+    """
+    return nn.Sequential(
+        nn.ReLU(),
+        nn.Conv2d(hidden_channels, head_channels, 1, **factory_kwargs),
+        nn.ReLU(),
+        nn.Conv2d(head_channels, num_embeddings, 1, **factory_kwargs),
+    )
 
 
 class GridPrior(nn.Module):

@@ -20,7 +20,7 @@ from torch import nn
 
 from vqkit._hub import HubMixin
 from vqkit._registry import register
-from vqkit.autoregressive.base import GridPrior
+from vqkit.autoregressive.base import GridPrior, logits_head
 from vqkit.autoregressive.masked import MaskedConv2d
 
 __all__ = ["PixelCNN"]
@@ -103,12 +103,7 @@ class PixelCNN(GridPrior, HubMixin):
             _ResidualBlock(hidden_channels, kernel_size, self.num_classes, device, dtype)
             for _ in range(num_layers)
         )
-        self.head = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(hidden_channels, head_channels, 1, **kw),
-            nn.ReLU(),
-            nn.Conv2d(head_channels, num_embeddings, 1, **kw),
-        )
+        self.head = logits_head(hidden_channels, head_channels, num_embeddings, **kw)
 
     def logits_from_embeddings(
         self, x: torch.Tensor, cond: torch.Tensor | None = None
