@@ -21,9 +21,9 @@ import math
 import torch
 from torch import Tensor, nn
 
+from vqkit._checks import check_number, check_positive_int
 from vqkit._registry import register
 from vqkit.functional import index_perplexity, perplexity, straight_through
-from vqkit.quantize._checks import check_number, check_positive_int
 from vqkit.quantize.output import (
     QuantizerOutput,
     check_indices,

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vqkit._checks import check_choice, check_positive_int
 from vqkit._registry import register
 from vqkit.functional import rotate_to, straight_through
-from vqkit.quantize._checks import check_choice, check_positive_int
 from vqkit.quantize.output import (
     QuantizerOutput,
     check_indices,

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vqkit._checks import check_choice, check_number, check_positive_int
 from vqkit._registry import register
 from vqkit.functional import (
     cluster_stats,
@@ -32,7 +33,6 @@ from vqkit.functional import (
     rotate_to,
     straight_through_commitment,
 )
-from vqkit.quantize._checks import check_choice, check_number, check_positive_int
 from vqkit.quantize._distributed import all_reduce_sum, world_size
 from vqkit.quantize.output import (
     QuantizerOutput,
