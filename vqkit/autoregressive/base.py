@@ -9,6 +9,8 @@ add faster exact samplers by implementing ``_sample_<method>``.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -22,6 +24,7 @@ from vqkit.autoregressive.sampling import (
     draw_uniform,
     prepare_given,
 )
+from vqkit.contracts import LossOutput, likelihood_loss
 
 __all__ = ["GridPrior", "logits_head"]
 
@@ -50,6 +53,8 @@ class GridPrior(nn.Module):
     :meth:`logits_from_embeddings`. ``sample_methods`` lists the samplers, fastest first.
     """
 
+    domain: ClassVar[str] = "codes"
+    exact_likelihood: ClassVar[bool] = True
     num_embeddings: int
     num_classes: int | None
     embedding: nn.Embedding
@@ -103,6 +108,11 @@ class GridPrior(nn.Module):
         logits = self(indices, cond)  # (B, K, H, W)
         nll = F.cross_entropy(logits, indices.long(), reduction="none")  # (B, H, W)
         return -nll.sum(dim=(1, 2))
+
+    def loss(self, indices: torch.Tensor, cond: torch.Tensor | int | None = None) -> LossOutput:
+        """Training objective: NLL in nats per latent position (see
+        :func:`vqkit.contracts.likelihood_loss`)."""
+        return likelihood_loss(self.log_prob(indices, cond), indices[0].numel())
 
     @torch.no_grad()
     def sample(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,7 @@ from torch import nn
 from vqkit._hub import HubMixin
 from vqkit._registry import register
 from vqkit.autoregressive.made import MaskedMLP
+from vqkit.contracts import LossOutput, likelihood_loss
 
 __all__ = ["MADEFlowPrior"]
 
@@ -53,6 +55,11 @@ class MADEFlowPrior(nn.Module, HubMixin):
         - ``forward(z)``: (ε (B, D), log_det (B,)); ``inverse(ε)``: (B, D);
           ``log_prob(z)``: (B,) nats; ``sample(n)``: (n, D).
     """
+
+    domain: ClassVar[str] = "continuous"
+    exact_likelihood: ClassVar[bool] = True
+    num_embeddings: int | None = None
+    num_classes: int | None = None
 
     def __init__(
         self,
@@ -137,6 +144,10 @@ class MADEFlowPrior(nn.Module, HubMixin):
             raise ValueError("cond was given but MADEFlowPrior is unconditional")
         eps, log_det = self(z)
         return -0.5 * (eps.pow(2) + _LOG_2PI).sum(dim=1) + log_det
+
+    def loss(self, z: torch.Tensor, cond: None = None) -> LossOutput:
+        """Training objective: negative log-density in nats per latent dimension."""
+        return likelihood_loss(self.log_prob(z, cond), self.dim)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +39,7 @@ from vqkit.autoregressive.sampling import (
     draw_codes,
     draw_uniform,
 )
+from vqkit.contracts import LossOutput, likelihood_loss
 
 __all__ = ["MADE", "MaskedMLP"]
 
@@ -192,6 +194,10 @@ class MADE(nn.Module, HubMixin):
         - Output of ``forward``: logits (B, K, *event); of ``log_prob``: (B,) nats.
     """
 
+    domain: ClassVar[str] = "codes"
+    exact_likelihood: ClassVar[bool] = True
+    num_classes: int | None = None
+
     def __init__(
         self,
         num_features: int,
@@ -282,6 +288,11 @@ class MADE(nn.Module, HubMixin):
             self.net.select_mask(previous)
         stacked = torch.stack(per_mask)  # (n_masks, B)
         return torch.logsumexp(stacked, dim=0) - math.log(len(per_mask))
+
+    def loss(self, indices: torch.Tensor, cond: None = None) -> LossOutput:
+        """Training objective: NLL in nats per variable (see
+        :func:`vqkit.contracts.likelihood_loss`)."""
+        return likelihood_loss(self.log_prob(indices, cond), self.num_features)
 
     @torch.no_grad()
     def sample(

@@ -17,7 +17,7 @@ import inspect
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -158,6 +158,8 @@ class VQVAE(
         - Codes: (B, h, w) with ``h = H / f``, ``w = W / f`` for the encoder's downsampling ``f``
         - Output: :class:`VQVAEOutput` with ``reconstruction`` (B, C, H, W)
     """
+
+    family: ClassVar[str] = "discrete"
 
     def __init__(
         self,

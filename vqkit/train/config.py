@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-import torch
+from vqkit.contracts import LossOutput
 
 __all__ = ["LossOutput", "TrainConfig", "TrainResult"]
 
@@ -109,11 +109,3 @@ class TrainResult:
     best: dict | None = None
     stopped_early: bool = False
     resumed_from: int | None = None
-
-
-@dataclass
-class LossOutput:
-    """A minimal objective output: a scalar ``loss`` and named scalar ``losses`` for logging."""
-
-    loss: torch.Tensor
-    losses: dict[str, torch.Tensor]

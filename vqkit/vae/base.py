@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -61,6 +62,7 @@ class VAEBase(nn.Module):
     BatchNorm. None of them moves a capacity schedule.
     """
 
+    family: ClassVar[str] = "continuous"
     encoder: nn.Module
     decoder: nn.Module
 
