@@ -23,9 +23,17 @@ def isolated_registry(monkeypatch):
 
 
 class Tiny(nn.Module):
+    """A part that satisfies the encoder, decoder and quantizer contracts (vqkit/contracts.py)."""
+
     def __init__(self, width: int, depth: int = 1):
         super().__init__()
         self.width, self.depth = width, depth
+        self.in_channels = self.out_channels = self.dim = width
+        self.downsample_factor = self.upsample_factor = 1
+        self.codebook_size = 2
+
+    def decode(self, indices):
+        return indices
 
 
 def make_distribution(root: Path, dist: str, module: str, entry_points: str, source: str) -> None:
@@ -139,6 +147,8 @@ def test_entry_point_plugin_module_is_loaded_lazily(tmp_path, monkeypatch):
             def __init__(self, channels: int = 8):
                 super().__init__()
                 self.channels = channels
+                self.in_channels = self.out_channels = channels
+                self.downsample_factor = 1
                 LOADED.append(channels)
         """,
     )
@@ -170,7 +180,13 @@ def test_entry_point_plugin_callable_is_called_once(tmp_path, monkeypatch):
 
             @vqkit.register("prior", "plugin_prior")
             class PluginPrior(nn.Module):
-                pass
+                domain, exact_likelihood = "codes", True
+
+                def loss(self, x, cond=None): ...
+
+                def log_prob(self, x, cond=None): ...
+
+                def sample(self, n, size=None, **options): ...
         """,
     )
     monkeypatch.syspath_prepend(str(tmp_path))

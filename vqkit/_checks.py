@@ -21,6 +21,7 @@ __all__ = [
     "check_int",
     "check_number",
     "check_positive_int",
+    "check_positive_ints",
     "check_real_device",
 ]
 
@@ -106,3 +107,16 @@ def check_real_device(owner: str, x: torch.Tensor, name: str = "input") -> None:
             f"{owner}: {name} is on the 'meta' device (shape only, no data); move it to a real "
             "device first"
         )
+
+
+def check_positive_ints(
+    owner: str, name: str, value: Any, *, allow_empty: bool = False
+) -> list[int]:
+    """``value`` as a list of ints ≥ 1 (a list or tuple; empty only with ``allow_empty``)."""
+    ok = isinstance(value, (list, tuple)) and (allow_empty or len(value) > 0)
+    if ok:
+        ok = all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
+    if not ok:
+        which = "a list" if allow_empty else "a non-empty list"
+        raise ValueError(f"{owner}: {name} must be {which} of positive ints, got {value!r}")
+    return list(value)

@@ -1,7 +1,8 @@
 """Name → constructor registries for every swappable part of vqkit, with entry-point plugins.
 
 A part is registered under a *kind* (``"quantizer"``, ``"encoder"``, ``"decoder"``, ``"prior"``,
-``"loss"``, ``"model"``) and a *name*. Models are assembled from JSON specs that name their parts::
+``"loss"``, ``"discriminator"``, ``"model"``) and a *name*. Models are assembled from JSON specs
+that name their parts::
 
     @vqkit.register("quantizer", "my_vq")
     class MyVQ(nn.Module): ...
@@ -11,7 +12,13 @@ A part is registered under a *kind* (``"quantizer"``, ``"encoder"``, ``"decoder"
 Third-party packages register parts through the entry-point group ``vqkit.plugins``. Each entry
 point is a module (importing it registers its parts) or a callable (called once, with no
 arguments). Plugins are loaded lazily: the first time a name is missed or the registry is listed.
-A plugin that fails to load emits a :class:`RuntimeWarning` and is skipped.
+A plugin that fails to load emits a ``RuntimeWarning`` and is skipped.
+
+Every part is checked against its kind's contract (``vqkit.contracts``): ``register`` checks a
+class for the methods (and the class attributes) the contract names, ``build`` checks the built
+instance for the attributes too (a factory, such as a preset, is only checked at build). A part
+that falls short raises ``vqkit.contracts.ContractError`` (a ``TypeError``) naming the kind, the
+name and each missing item.
 """
 
 from __future__ import annotations
@@ -25,9 +32,11 @@ from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
+from vqkit.contracts import check_contract
+
 __all__ = ["KINDS", "PLUGIN_GROUP", "build", "get", "list_registered", "load_plugins", "register"]
 
-KINDS = ("quantizer", "encoder", "decoder", "prior", "loss", "model")
+KINDS = ("quantizer", "encoder", "decoder", "prior", "loss", "discriminator", "model")
 PLUGIN_GROUP = "vqkit.plugins"
 
 T = TypeVar("T", bound=Callable[..., Any])
@@ -45,13 +54,19 @@ def _check_kind(kind: str) -> None:
 def register(kind: str, name: str | None = None, *, override: bool = False) -> Callable[[T], T]:
     """Decorator registering a class or factory under ``kind`` and ``name``.
 
+    A class is checked against the contract of ``kind`` (see ``vqkit.contracts``): the methods
+    it must define and the class attributes it must declare. A factory function is checked when
+    it is built.
+
     Args:
-        kind: one of :data:`KINDS`.
+        kind: one of ``vqkit.KINDS``.
         name: the registered name; defaults to the object's ``__name__`` in lower case.
         override: replace an existing entry of the same name instead of raising.
 
     Raises:
         ValueError: the kind is unknown, or the name is taken and ``override`` is False.
+        vqkit.contracts.ContractError: the class lacks what the contract requires (a
+            ``TypeError``; the message names each missing item).
     """
     _check_kind(kind)
 
@@ -67,6 +82,8 @@ def register(kind: str, name: str | None = None, *, override: bool = False) -> C
                 f"{kind} {key!r} is already registered to {_qualname(existing)}; "
                 "pass override=True to replace it"
             )
+        if isinstance(obj, type):
+            check_contract(kind, key, obj)
         _REGISTRY[kind][key] = obj
         return obj
 
@@ -139,12 +156,14 @@ def build(kind: str, spec: Any, **overrides: Any) -> Any:
     """Build a registered part from a name, a ``{"type": name, **kwargs}`` dict, or a module.
 
     An object that is neither a string nor a mapping (for example an ``nn.Module`` that is already
-    built) is returned as is; ``overrides`` are then not allowed.
+    built) is checked against the contract of ``kind`` and returned as is; ``overrides`` are then
+    not allowed. A built part is checked against the contract too (its attributes included).
 
     Raises:
         KeyError: the name is unknown.
         TypeError: the spec has the wrong form, or the arguments do not fit the registered
             constructor; the message names the kind, the name and the offending argument.
+        vqkit.contracts.ContractError: the built part lacks what the contract requires.
     """
     _check_kind(kind)
     if isinstance(spec, str):
@@ -164,15 +183,18 @@ def build(kind: str, spec: Any, **overrides: Any) -> Any:
                 f"cannot apply overrides {sorted(overrides)} to an already-built {kind} "
                 f"({type(spec).__name__})"
             )
+        check_contract(kind, type(spec).__name__, spec)
         return spec
     kwargs.update(overrides)
     factory = get(kind, name)
     _check_arguments(kind, name, factory, kwargs)
     try:
-        return factory(**kwargs)
+        built = factory(**kwargs)
     except (TypeError, ValueError) as exc:
         # Re-raise the same type, prefixed with where the bad argument came from.
         raise type(exc)(f"{kind} {name!r}: {exc}") from exc
+    check_contract(kind, name, built)
+    return built
 
 
 def _check_arguments(kind: str, name: str, factory: Callable[..., Any], kwargs: dict) -> None:

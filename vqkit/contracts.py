@@ -34,6 +34,7 @@ from torch import Tensor
 __all__ = [
     "REQUIREMENTS",
     "ContinuousModel",
+    "ContractError",
     "Decoder",
     "DiscreteModel",
     "Discriminator",
@@ -41,6 +42,7 @@ __all__ = [
     "LossOutput",
     "Prior",
     "Quantizer",
+    "check_contract",
     "contract_problems",
     "likelihood_loss",
 ]
@@ -169,12 +171,21 @@ class ContinuousModel(Protocol):
     """``model`` with ``family = "continuous"``: a latent-variable model (VAE, β-VAE, VLAE).
 
     ``forward(x)`` returns an output with a scalar ``loss`` (the negative ELBO or its β / capacity
-    variant) and a dict ``losses``.
+    variant) and a dict ``losses``. ``prior`` is None for the standard-normal prior, else a
+    ``"continuous"``-domain prior over the latents (VLAE's MADE flow).
     """
 
     family: ClassVar[Literal["continuous"]]
+    latent_dim: int
+    prior: Any
 
     def forward(self, x: Tensor) -> Any: ...
+
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """The deterministic reconstruction (decoded posterior mean), the shape of ``x``."""
+
+    def elbo(self, x: Tensor, num_samples: int = 1, generator: Any = None) -> Tensor:
+        """(B,) evidence lower bound in nats per example."""
 
     def sample(self, n: int, **options: Any) -> Tensor:
         """``n`` samples from the model."""
@@ -194,13 +205,16 @@ REQUIREMENTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "model": (("forward",), ("family",)),
 }
 
+#: Attributes a registered *class* must already declare (the ``ClassVar`` s of the Protocols).
+CLASS_ATTRIBUTES: dict[str, tuple[str, ...]] = {"prior": ("domain", "exact_likelihood")}
+
 #: Extra requirements of each model family.
 FAMILY_REQUIREMENTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "discrete": (
         ("encode_indices", "decode_indices", "prior_loss", "generate"),
         ("codebook_size", "image_size", "latent_size", "prior"),
     ),
-    "continuous": (("sample",), ()),
+    "continuous": (("reconstruct", "elbo", "sample"), ("latent_dim", "prior")),
 }
 
 
@@ -231,15 +245,19 @@ def likelihood_loss(log_prob: Tensor, positions: int) -> LossOutput:
 def contract_problems(kind: str, obj: Any) -> list[str]:
     """What ``obj`` (a class, or a built instance) lacks of the ``kind`` contract; [] if none.
 
-    A class is checked for the methods; an instance also for the attributes (which are often
-    set in ``__init__``). A model is checked against its ``family`` as well.
+    A class is checked for the methods and the class attributes of :data:`CLASS_ATTRIBUTES`; an
+    instance also for every attribute (which are often set in ``__init__``). A model is checked
+    against its ``family`` as well, a prior's ``domain`` against the two domains.
     """
     if kind not in REQUIREMENTS:
         raise ValueError(f"unknown registry kind {kind!r}; expected one of {list(REQUIREMENTS)}")
     methods, attributes = REQUIREMENTS[kind]
     is_class = isinstance(obj, type)
     problems = [f"method {m}()" for m in methods if not callable(getattr(obj, m, None))]
-    if not is_class:
+    if is_class:
+        declared = CLASS_ATTRIBUTES.get(kind, ())
+        problems += [f"attribute {a!r}" for a in declared if not hasattr(obj, a)]
+    else:
         problems += [f"attribute {a!r}" for a in attributes if a not in _names(obj)]
     if kind == "model":
         family = getattr(obj, "family", None)
@@ -265,3 +283,26 @@ def _names(obj: Any) -> set[str]:
     for store in ("_parameters", "_buffers", "_modules"):
         names.update(getattr(obj, store, {}) or {})
     return names
+
+
+class ContractError(TypeError):
+    """A registered part does not provide what its kind's contract requires."""
+
+
+def check_contract(kind: str, name: str, obj: Any) -> None:
+    """Raise :class:`ContractError` if ``obj`` does not satisfy the ``kind`` contract.
+
+    The message names the kind, the registered name and every missing item, e.g.
+    ``prior 'my_prior' does not satisfy the prior contract (vqkit/contracts.py): missing method
+    loss(), attribute 'exact_likelihood'``.
+    """
+    problems = contract_problems(kind, obj)
+    if not problems:
+        return
+    missing = [p for p in problems if p.startswith(("method ", "attribute "))]
+    other = [p for p in problems if p not in missing]
+    parts = ([f"missing {', '.join(missing)}"] if missing else []) + other
+    raise ContractError(
+        f"{kind} {name!r} does not satisfy the {kind} contract (vqkit/contracts.py): "
+        f"{'; '.join(parts)}"
+    )

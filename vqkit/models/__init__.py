@@ -1,12 +1,29 @@
-"""Full models assembled from registered parts, and named presets from the literature."""
+"""Every model family, assembled from registered parts, and named presets from the literature.
 
+- ``vqvae.py``: the discrete family (encoder → quantizer → decoder, optional prior over codes).
+- ``vae_base.py``, ``vae.py``, ``beta_vae.py``, ``vlae.py``: the continuous family (VAE,
+  ImageVAE, BetaVAE, VLAE), assembled from encoder / decoder / prior specs the same way.
+- ``presets.py``: named VQ-VAE configurations.
+- ``_assembly.py``: the spec-wiring rules shared by every family.
+"""
+
+from vqkit.models.beta_vae import BetaVAE
 from vqkit.models.presets import PRESETS, Preset, create_model, list_models, preset_config
+from vqkit.models.vae import VAE, ImageVAE
+from vqkit.models.vae_base import VAEBase, VAEOutput
+from vqkit.models.vlae import VLAE
 from vqkit.models.vqvae import VQVAE, VQVAEOutput, VQVAEPriorOutput
 
 __all__ = [
     "PRESETS",
+    "VAE",
+    "VLAE",
     "VQVAE",
+    "BetaVAE",
+    "ImageVAE",
     "Preset",
+    "VAEBase",
+    "VAEOutput",
     "VQVAEOutput",
     "VQVAEPriorOutput",
     "create_model",

@@ -13,9 +13,6 @@
 
 from __future__ import annotations
 
-import inspect
-import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -24,12 +21,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from vqkit._hub import HubMixin
-from vqkit._registry import build, get, register
+from vqkit._registry import build, register
+from vqkit._utils import eval_mode
+from vqkit.models._assembly import Spec, accepts, as_spec, check_attr, wire
 
 __all__ = ["VQVAE", "VQVAEOutput", "VQVAEPriorOutput"]
 
 _RECON_LOSSES = ("mse", "l1")
-_Spec = dict[str, Any] | None  # a mutable copy of a part's spec; None for a built module
 
 
 @dataclass
@@ -55,8 +53,10 @@ class VQVAEPriorOutput:
     """What :meth:`VQVAE.prior_loss` returns (the second training stage).
 
     Attributes:
-        loss: prior negative log-likelihood in nats per latent position (scalar).
-        losses: ``"nll"`` (same as ``loss``), ``"nll_per_image"`` (nats) and ``"bits_per_latent"``.
+        loss: the prior's objective (scalar): for a likelihood prior, the NLL in nats per latent
+            position.
+        losses: the prior's named figures; for a likelihood prior ``"nll"`` (``loss``, detached),
+            ``"nll_per_sample"`` (nats per code grid) and ``"bits_per_latent"``.
         indices: the frozen model's codes ``(B, h, w)`` the prior was scored on.
     """
 
@@ -65,49 +65,17 @@ class VQVAEPriorOutput:
     indices: torch.Tensor | None = None
 
 
-def _as_spec(kind: str, spec: Any) -> dict[str, Any] | None:
-    """A mutable copy of a name or ``{"type": ...}`` spec; None for an already-built module."""
-    if isinstance(spec, str):
-        return {"type": spec}
-    if isinstance(spec, Mapping):
-        if not isinstance(spec.get("type"), str):
-            raise TypeError(f"a {kind} spec dict needs a string 'type' key, got {dict(spec)}")
-        return dict(spec)
-    if isinstance(spec, nn.Module):
-        return None
-    raise TypeError(
-        f"{kind} must be a registered name, a {{'type': name, ...}} dict or a module, "
-        f"got {type(spec).__name__}"
-    )
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _accepts(kind: str, spec: dict[str, Any], param: str) -> bool:
-    try:
-        params = inspect.signature(get(kind, spec["type"])).parameters
-    except (TypeError, ValueError):
-        return False
-    return param in params
-
-
-def _wire(kind: str, spec: dict[str, Any] | None, param: str, value: Any, source: str) -> None:
-    """Set ``spec[param] = value`` when unset and accepted; reject a different explicit value."""
-    if spec is None or value is None:
-        return
-    if param in spec:
-        if spec[param] != value:
-            raise ValueError(
-                f"{kind} {spec['type']!r} has {param}={spec[param]!r} but {source} is {value!r}; "
-                f"they must agree (leave {kind} {param} out to have it wired automatically)"
-            )
-    elif _accepts(kind, spec, param):
-        spec[param] = value
-
-
-def _check_attr(kind: str, module: nn.Module, attr: str, value: Any, source: str) -> None:
-    got = getattr(module, attr, None)
-    if got is not None and value is not None and got != value:
+def _check_grid_codes(quantizer: str, indices: torch.Tensor) -> None:
+    if indices.dim() != 3:
+        depth = indices.shape[-1] if indices.dim() == 4 else "several"
         raise ValueError(
-            f"{kind} {type(module).__name__} has {attr}={got!r} but {source}={value!r}"
+            f"a prior models one (h, w) grid of codes, but {quantizer} gives {depth} codes per "
+            f"position (indices of shape {tuple(indices.shape)}); use a single-codebook "
+            "quantizer ('vq', 'fsq') with a prior, or prior=None"
         )
 
 
@@ -183,9 +151,9 @@ class VQVAE(
         self.image_size = _image_size(image_size)
 
         enc, quant, dec = (
-            _as_spec("encoder", encoder),
-            _as_spec("quantizer", quantizer),
-            _as_spec("decoder", decoder),
+            as_spec("encoder", encoder),
+            as_spec("quantizer", quantizer),
+            as_spec("decoder", decoder),
         )
         self.quantizer = self._build_quantizer(quant, quantizer, enc, dec)
         self.dim, self.codebook_size = self.quantizer.dim, self.quantizer.codebook_size
@@ -193,16 +161,15 @@ class VQVAE(
         self.latent_size = self._latent_size()
         self.prior = None if prior is None else self._build_prior(prior)
 
-    def _build_quantizer(self, quant: _Spec, given: Any, enc: _Spec, dec: _Spec) -> nn.Module:
+    def _build_quantizer(self, quant: Spec, given: Any, enc: Spec, dec: Spec) -> nn.Module:
         """The quantizer is the source of truth for D and K; it may take D from the others."""
-        if quant is not None and "dim" not in quant and _accepts("quantizer", quant, "dim"):
+        if quant is not None and "dim" not in quant and accepts("quantizer", quant, "dim"):
             dim = (enc or {}).get("out_channels", (dec or {}).get("in_channels"))
             if dim is not None:
                 quant["dim"] = dim
         quantizer = build("quantizer", quant if quant is not None else given)
-        dim = getattr(quantizer, "dim", None)
-        codebook_size = getattr(quantizer, "codebook_size", None)
-        if not isinstance(dim, int) or not isinstance(codebook_size, int):
+        dim, codebook_size = quantizer.dim, quantizer.codebook_size  # the quantizer contract
+        if not _is_int(dim) or not _is_int(codebook_size):
             raise TypeError(
                 f"quantizer {type(quantizer).__name__} must expose integer attributes "
                 f"'dim' and 'codebook_size', got dim={dim!r}, codebook_size={codebook_size!r}"
@@ -210,73 +177,76 @@ class VQVAE(
         return quantizer
 
     def _build_autoencoder(
-        self, enc: _Spec, encoder: Any, dec: _Spec, decoder: Any
+        self, enc: Spec, encoder: Any, dec: Spec, decoder: Any
     ) -> tuple[nn.Module, nn.Module]:
         """Encoder out ← D; decoder in ← D, out ← the encoder's in, upsampling ← downsampling."""
         dim = self.dim
-        _wire("encoder", enc, "out_channels", dim, "the quantizer dim")
+        wire("encoder", enc, "out_channels", dim, "the quantizer dim")
         built_encoder = build("encoder", enc if enc is not None else encoder)
-        _check_attr("encoder", built_encoder, "out_channels", dim, "quantizer dim")
+        check_attr("encoder", built_encoder, "out_channels", dim, "quantizer dim")
 
-        image_channels = getattr(built_encoder, "in_channels", None)
-        downsamples = getattr(built_encoder, "num_downsamples", None)
-        _wire("decoder", dec, "in_channels", dim, "the quantizer dim")
-        _wire("decoder", dec, "out_channels", image_channels, "the encoder's in_channels")
-        _wire("decoder", dec, "num_upsamples", downsamples, "the encoder's num_downsamples")
+        # The encoder contract: in_channels and downsample_factor (a power of two for the
+        # strided encoders, whose decoders take num_upsamples = log2 of it).
+        image_channels = built_encoder.in_channels
+        factor = built_encoder.downsample_factor
+        upsamples = factor.bit_length() - 1 if _is_int(factor) and factor > 0 else None
+        if upsamples is not None and 2**upsamples != factor:
+            upsamples = None
+        wire("decoder", dec, "in_channels", dim, "the quantizer dim")
+        wire("decoder", dec, "out_channels", image_channels, "the encoder's in_channels")
+        wire("decoder", dec, "num_upsamples", upsamples, "the encoder's num_downsamples")
         built_decoder = build("decoder", dec if dec is not None else decoder)
-        _check_attr("decoder", built_decoder, "in_channels", dim, "quantizer dim")
-        _check_attr("decoder", built_decoder, "out_channels", image_channels, "encoder in_channels")
-        factor = getattr(built_encoder, "downsample_factor", None)
-        _check_attr(
-            "decoder", built_decoder, "upsample_factor", factor, "encoder downsample_factor"
-        )
+        check_attr("decoder", built_decoder, "in_channels", dim, "quantizer dim")
+        check_attr("decoder", built_decoder, "out_channels", image_channels, "encoder in_channels")
+        check_attr("decoder", built_decoder, "upsample_factor", factor, "encoder downsample_factor")
         return built_encoder, built_decoder
 
     def _build_prior(self, prior: Any) -> nn.Module:
         """Prior K ← codebook size (and a MADE's num_features ← h·w); one code per position."""
-        depth = getattr(self.quantizer, "num_quantizers", 1)
-        if isinstance(depth, int) and depth > 1:
-            raise ValueError(
-                f"a prior models one (h, w) grid of codes, but {type(self.quantizer).__name__} "
-                f"gives {depth} codes per position (indices (B, h, w, {depth})); use a "
-                "single-codebook quantizer ('vq', 'fsq') with a prior, or prior=None"
-            )
-        spec = _as_spec("prior", prior)
-        _wire("prior", spec, "num_embeddings", self.codebook_size, "the codebook size")
+        spec = as_spec("prior", prior)
+        wire("prior", spec, "num_embeddings", self.codebook_size, "the codebook size")
         if self.latent_size is not None:  # a prior over a flattened grid (MADE)
             positions = self.latent_size[0] * self.latent_size[1]
-            _wire("prior", spec, "num_features", positions, "the latent grid's h·w")
+            wire("prior", spec, "num_features", positions, "the latent grid's h·w")
         built = build("prior", spec if spec is not None else prior)
-        if not isinstance(getattr(built, "num_embeddings", None), int):
+        if built.domain != "codes":
             raise TypeError(
-                f"prior {type(built).__name__} is not a prior over code indices (it has no "
-                "integer 'num_embeddings'); use e.g. 'gated_pixelcnn', 'pixelcnn', 'made'"
+                f"prior {type(built).__name__} is not a prior over code indices (its domain is "
+                f"{built.domain!r}, not 'codes'); use e.g. 'gated_pixelcnn', 'pixelcnn', 'made'"
             )
-        _check_attr("prior", built, "num_embeddings", self.codebook_size, "codebook size")
+        check_attr("prior", built, "num_embeddings", self.codebook_size, "codebook size")
+        self._check_one_code_per_position()
         return built
+
+    def _check_one_code_per_position(self) -> None:
+        """A prior models one (h, w) grid of codes: refuse quantizers with several per position.
+
+        Measured on one 1×1 vector in eval mode (no statistics move); skipped on the ``meta``
+        device, where ``prior_loss`` checks the codes instead.
+        """
+        param = next(self.quantizer.parameters(), None)
+        buffer = next(self.quantizer.buffers(), None)
+        ref = param if param is not None else buffer
+        if ref is not None and ref.device.type == "meta":
+            return
+        device = ref.device if ref is not None else None
+        dtype = ref.dtype if ref is not None and ref.is_floating_point() else None
+        z = torch.zeros(1, self.dim, 1, 1, device=device, dtype=dtype)
+        with torch.no_grad(), eval_mode(self.quantizer):
+            indices = self.quantizer(z).indices
+        _check_grid_codes(type(self.quantizer).__name__, indices)
 
     def _latent_size(self) -> tuple[int, int] | None:
         if self.image_size is None:
             return None
         height, width = self.image_size
-        factor = getattr(self.encoder, "downsample_factor", None)
-        if isinstance(factor, int):
-            if height % factor or width % factor:
-                raise ValueError(
-                    f"image_size {list(self.image_size)} is not divisible by the encoder's "
-                    f"downsampling factor {factor}"
-                )
-            return height // factor, width // factor
-        # An encoder that does not state its factor: measure it once on a dummy image.
-        channels = getattr(self.encoder, "in_channels", None)
-        if not isinstance(channels, int):
-            raise TypeError(
-                f"encoder {type(self.encoder).__name__} exposes neither 'downsample_factor' nor "
-                "'in_channels'; cannot derive the latent grid from image_size"
+        factor = self.encoder.downsample_factor  # the encoder contract
+        if height % factor or width % factor:
+            raise ValueError(
+                f"image_size {list(self.image_size)} is not divisible by the encoder's "
+                f"downsampling factor {factor}"
             )
-        with torch.no_grad():
-            z = self.encoder(torch.zeros(1, channels, height, width))
-        return int(z.shape[-2]), int(z.shape[-1])
+        return height // factor, width // factor
 
     # ----------------------------------------------------------------- stage 1
     def forward(self, x: torch.Tensor) -> VQVAEOutput:
@@ -304,12 +274,8 @@ class VQVAE(
     def encode_indices(self, x: torch.Tensor) -> torch.Tensor:
         """Code indices of ``x`` (B, C, H, W) → (B, h, w), without gradients or EMA updates."""
         z_e = self.encoder(x)  # (B, D, h, w)
-        was_training = self.quantizer.training
-        self.quantizer.eval()  # never move EMA statistics or reseed codes while just encoding
-        try:
+        with eval_mode(self.quantizer):  # never move EMA statistics or reseed codes here
             return self.quantizer(z_e).indices  # (B, h, w)
-        finally:
-            self.quantizer.train(was_training)
 
     def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
         """Images from code indices (B, h, w) → (B, C, H, W)."""
@@ -328,29 +294,37 @@ class VQVAE(
         return self.prior
 
     def prior_nll(self, indices: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """Prior negative log-likelihood of code grids (B, h, w) → (B,) in nats."""
-        return -self._require_prior("prior_nll").log_prob(indices, cond)
+        """Prior negative log-likelihood of code grids (B, h, w) → (B,) in nats.
+
+        Raises:
+            TypeError: the prior has no exact likelihood (``prior.exact_likelihood`` is False).
+        """
+        prior = self._require_prior("prior_nll")
+        if not prior.exact_likelihood:
+            raise TypeError(
+                f"prior {type(prior).__name__} has no exact likelihood (exact_likelihood=False); "
+                "use prior_loss for its training objective"
+            )
+        return -prior.log_prob(indices, cond)
 
     def prior_loss(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> VQVAEPriorOutput:
-        """Second-stage objective: the prior's NLL of the frozen model's codes of ``x``.
+        """Second-stage objective: the prior's ``loss`` on the frozen model's codes of ``x``.
 
-        Only the prior receives gradients; pass ``model.prior.parameters()`` to the optimizer.
+        For a likelihood prior (``prior.exact_likelihood``) this is the NLL in nats per latent
+        position of ``vqkit.contracts.likelihood_loss``: ``losses`` holds ``"nll"``,
+        ``"nll_per_sample"`` (nats per code grid) and ``"bits_per_latent"``. Other priors
+        (MaskGIT) report their own objective's figures. Only the prior receives gradients; pass
+        ``model.prior.parameters()`` to the optimizer.
 
         Args:
             x: images (B, C, H, W).
             cond: optional class labels (B,) for a conditional prior.
         """
-        self._require_prior("prior_loss")
+        prior = self._require_prior("prior_loss")
         indices = self.encode_indices(x)  # (B, h, w)
-        nll_image = self.prior_nll(indices, cond)  # (B,)
-        positions = indices[0].numel()
-        nll = nll_image.mean() / positions
-        losses = {
-            "nll": nll,
-            "nll_per_image": nll_image.mean().detach(),
-            "bits_per_latent": nll.detach() / math.log(2.0),
-        }
-        return VQVAEPriorOutput(loss=nll, losses=losses, indices=indices)
+        _check_grid_codes(type(self.quantizer).__name__, indices)
+        out = prior.loss(indices, cond)
+        return VQVAEPriorOutput(loss=out.loss, losses=dict(out.losses), indices=indices)
 
     @torch.no_grad()
     def generate(

@@ -19,14 +19,22 @@ to wire and check sizes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
 from vqkit._registry import register
 
-__all__ = ["ConvDecoder", "ConvEncoder", "ResNetDecoder", "ResNetEncoder", "ResidualStack"]
+__all__ = [
+    "ConvDecoder",
+    "ConvEncoder",
+    "ResNetDecoder",
+    "ResNetEncoder",
+    "ResidualStack",
+    "strided_convs",
+    "strided_transposed_convs",
+]
 
 
 def _positive_int(name: str, value: object, *, allow_zero: bool = False) -> int:
@@ -49,6 +57,66 @@ def _check_image(x: torch.Tensor, channels: int, factor: int, who: str) -> None:
             f"{who} downsamples by {factor}: H and W must be divisible by {factor}, "
             f"got H={x.shape[2]}, W={x.shape[3]}"
         )
+
+
+def strided_convs(
+    in_channels: int,
+    widths: Sequence[int],
+    activation: Callable[[], nn.Module],
+    *,
+    batch_norm: bool = False,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> list[nn.Module]:
+    """The β-VAE / DCGAN downsampling stack: per width, a 4×4 stride-2 conv (halving H and W),
+    an optional BatchNorm and the activation.
+
+    The one strided-conv stack of vqkit: :class:`ConvEncoder` (ReLU) and the continuous VAEs'
+    ``"vector_conv"`` encoder (BatchNorm + LeakyReLU) are built from it.
+
+    Shape:
+        - Input: (B, in_channels, H, W)
+        - Output: (B, widths[-1], H / 2**n, W / 2**n) for ``n = len(widths)``
+    """
+    dd = {"device": device, "dtype": dtype}
+    layers: list[nn.Module] = []
+    prev = in_channels
+    for width in widths:
+        layers.append(nn.Conv2d(prev, width, 4, stride=2, padding=1, **dd))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(width, **dd))
+        layers.append(activation())
+        prev = width
+    return layers
+
+
+def strided_transposed_convs(
+    widths: Sequence[int],
+    out_channels: int,
+    activation: Callable[[], nn.Module],
+    *,
+    batch_norm: bool = False,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> list[nn.Module]:
+    """The mirror of :func:`strided_convs`: 4×4 stride-2 transposed convs from ``widths[0]``
+    through ``widths[1:]`` to ``out_channels``, each but the last followed by an optional
+    BatchNorm and the activation.
+
+    Shape:
+        - Input: (B, widths[0], h, w)
+        - Output: (B, out_channels, h * 2**n, w * 2**n) for ``n = len(widths)``
+    """
+    dd = {"device": device, "dtype": dtype}
+    layers: list[nn.Module] = []
+    outs = [*widths[1:], out_channels]
+    for i, (c_in, c_out) in enumerate(zip(widths, outs, strict=True)):
+        layers.append(nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, **dd))
+        if i < len(widths) - 1:
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(c_out, **dd))
+            layers.append(activation())
+    return layers
 
 
 class ResidualStack(nn.Module):
@@ -284,12 +352,9 @@ class ConvEncoder(nn.Module):
         self.num_downsamples = _positive_int("num_downsamples", num_downsamples, allow_zero=True)
         self.widths = _widths(hidden_channels, num_downsamples, "hidden_channels")
         self.downsample_factor = 2**num_downsamples
-        layers: list[nn.Module] = []
-        channels = in_channels
-        for width in self.widths:
-            layers += [nn.Conv2d(channels, width, 4, stride=2, padding=1, **dd), nn.ReLU()]
-            channels = width
-        layers.append(nn.Conv2d(channels, out_channels, 1, **dd))
+        layers = strided_convs(in_channels, self.widths, nn.ReLU, **dd)
+        last = self.widths[-1] if self.widths else in_channels
+        layers.append(nn.Conv2d(last, out_channels, 1, **dd))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -336,11 +401,11 @@ class ConvDecoder(nn.Module):
         self.num_upsamples = _positive_int("num_upsamples", num_upsamples, allow_zero=True)
         self.widths = _widths(hidden_channels, num_upsamples, "hidden_channels")
         self.upsample_factor = 2**num_upsamples
-        first = self.widths[0] if num_upsamples else out_channels
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, first, 1, **dd)]
-        outs = [*self.widths[1:], out_channels] if num_upsamples else []
-        for c_in, c_out in zip(self.widths, outs, strict=True):
-            layers += [nn.ReLU(), nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, **dd)]
+        if num_upsamples:
+            layers: list[nn.Module] = [nn.Conv2d(in_channels, self.widths[0], 1, **dd), nn.ReLU()]
+            layers += strided_transposed_convs(self.widths, out_channels, nn.ReLU, **dd)
+        else:
+            layers = [nn.Conv2d(in_channels, out_channels, 1, **dd)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

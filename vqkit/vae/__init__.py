@@ -1,9 +1,10 @@
-"""Continuous VAEs: Gaussian KL, β / capacity-controlled losses, VAE, ImageVAE, BetaVAE, VLAE."""
+"""Continuous VAEs: Gaussian KL, β / capacity-controlled losses, VAE, ImageVAE, BetaVAE, VLAE.
 
-from vqkit.vae.base import VAEBase, VAEOutput
-from vqkit.vae.beta_vae import BetaVAE
-from vqkit.vae.likelihood import LIKELIHOODS, Likelihood
-from vqkit.vae.losses import (
+The models live in ``vqkit.models`` and the losses in ``vqkit.losses``; this package re-exports
+them under the import paths of the 0.1 release.
+"""
+
+from vqkit.losses.kl import (
     CapacityKL,
     KLLossOutput,
     beta_kl_loss,
@@ -11,8 +12,11 @@ from vqkit.vae.losses import (
     kl_loss,
     kld_weight_to_beta,
 )
-from vqkit.vae.vae import VAE, ImageVAE
-from vqkit.vae.vlae import VLAE
+from vqkit.losses.likelihood import LIKELIHOODS, Likelihood
+from vqkit.models.beta_vae import BetaVAE
+from vqkit.models.vae import VAE, ImageVAE
+from vqkit.models.vae_base import VAEBase, VAEOutput
+from vqkit.models.vlae import VLAE
 
 __all__ = [
     "LIKELIHOODS",
