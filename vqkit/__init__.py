@@ -26,7 +26,17 @@ from vqkit.data import (
     train_val_split,
 )
 from vqkit.models import VQVAE, VQVAEOutput, VQVAEPriorOutput, create_model, list_models
-from vqkit.nn import ConvDecoder, ConvEncoder, ResidualStack, ResNetDecoder, ResNetEncoder
+from vqkit.nn import (
+    ConvDecoder,
+    ConvEncoder,
+    ConvVectorDecoder,
+    ConvVectorEncoder,
+    MLPDecoder,
+    MLPEncoder,
+    ResidualStack,
+    ResNetDecoder,
+    ResNetEncoder,
+)
 from vqkit.quantize import FSQ, QuantizerOutput, ResidualVQ, VectorQuantizer
 from vqkit.train import (
     CodebookUsage,
@@ -39,6 +49,7 @@ from vqkit.train import (
     psnr,
     ssim,
 )
+from vqkit.train.metrics import bits_per_latent
 from vqkit.vae import (
     VAE,
     VLAE,
@@ -65,10 +76,14 @@ __all__ = [
     "CodebookUsage",
     "ConvDecoder",
     "ConvEncoder",
+    "ConvVectorDecoder",
+    "ConvVectorEncoder",
     "GatedPixelCNN",
     "HubMixin",
     "ImageVAE",
     "MADEFlowPrior",
+    "MLPDecoder",
+    "MLPEncoder",
     "MaskedConv2d",
     "MaskedLinear",
     "PixelCNN",
@@ -85,6 +100,7 @@ __all__ = [
     "VectorQuantizer",
     "__version__",
     "bits_per_dim",
+    "bits_per_latent",
     "build",
     "create_model",
     "evaluate_model",

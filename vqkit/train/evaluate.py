@@ -8,30 +8,40 @@ Figures and their units:
   7×7 uniform window, or the largest odd window that fits smaller images);
 - ``codebook_usage``, ``codebook_perplexity``, ``dead_codes``: counts over every code of every
   image (:class:`~vqkit.train.metrics.CodebookUsage`);
-- ``prior_nll``: the prior's NLL of a code grid in nats per image; ``prior_bits_per_dim``:
-  ``prior_nll / (h · w · ln 2)``, the dims being the ``h · w`` latent positions;
+- ``prior_nll``: an exact-likelihood prior's NLL of a code grid in nats per image;
+  ``bits_per_latent``: ``prior_nll / (h · w · ln 2)``, bits per latent position (the same
+  figure is also written as ``prior_bits_per_dim``, its 0.1 name);
+- ``prior_<name>``: for a prior without an exact likelihood (``prior.exact_likelihood`` False,
+  e.g. MaskGIT), the batch-size-weighted mean of each figure ``name`` of
+  ``prior.loss(codes).losses``;
 - ``elbo``: the VAE's evidence lower bound in nats per example; ``nelbo_bits_per_dim``:
   ``−elbo / (C · H · W · ln 2)`` over the data dimensions (a density bound for continuous
   likelihoods, comparable only between models with the same likelihood).
+
+What applies is decided from what a model declares (``vqkit.contracts``): ``model.family``
+(``"discrete"``: reconstruction, codebook and prior figures; ``"continuous"``: reconstruction and
+ELBO), ``model.prior is None`` and ``prior.exact_likelihood``, never by probing for methods.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any
 
 import torch
 from torch import nn
 
+from vqkit._checks import check_positive_int
+from vqkit._utils import eval_mode
 from vqkit.data.dataset import ArrayDataset
-from vqkit.train.metrics import CodebookUsage, bits_per_dim, mse, psnr, ssim
+from vqkit.train.metrics import CodebookUsage, bits_per_latent, mse, psnr, ssim
 
 __all__ = [
     "evaluate_codebook",
     "evaluate_elbo",
     "evaluate_model",
     "evaluate_prior",
+    "evaluate_prior_loss",
     "evaluate_reconstruction",
     "reconstruct",
 ]
@@ -42,32 +52,33 @@ def _device(model: nn.Module) -> torch.device:
 
 
 def _batches(data: ArrayDataset | torch.Tensor, batch_size: int, device) -> Iterator[torch.Tensor]:
+    check_positive_int("evaluate", "batch_size", batch_size)
+    if not isinstance(data, (ArrayDataset, torch.Tensor)):
+        raise TypeError(
+            f"evaluate: data must be an ArrayDataset or a tensor, got {type(data).__name__}"
+        )
     tensor = data.data if isinstance(data, ArrayDataset) else data
+    if tensor.dim() == 0 or tensor.shape[0] == 0:
+        raise ValueError(
+            f"evaluate: data must hold at least one example, got shape {tuple(tensor.shape)}"
+        )
     for start in range(0, tensor.shape[0], batch_size):
         yield tensor[start : start + batch_size].to(device)
 
 
-class _EvalMode:
-    """Context manager: eval mode and no gradients, the previous mode restored afterwards."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model, self.was_training = model, model.training
-        self.no_grad = torch.no_grad()
-
-    def __enter__(self) -> nn.Module:
-        self.model.eval()
-        self.no_grad.__enter__()
-        return self.model
-
-    def __exit__(self, *exc: Any) -> None:
-        self.no_grad.__exit__(*exc)
-        self.model.train(self.was_training)
+def _check_family(model: nn.Module) -> str:
+    family = model.family  # the model contract (vqkit.contracts)
+    if family not in ("discrete", "continuous"):
+        raise ValueError(
+            f"{type(model).__name__}.family must be 'discrete' or 'continuous', got {family!r}"
+        )
+    return family
 
 
 def reconstruct(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Deterministic reconstruction: ``model.reconstruct(x)`` if it exists (VAEs, posterior mean),
-    else ``model(x).reconstruction``."""
-    if hasattr(model, "reconstruct"):
+    """Deterministic reconstruction: the decoded posterior mean for a continuous model
+    (``model.reconstruct(x)``), ``model(x).reconstruction`` for a discrete one."""
+    if _check_family(model) == "continuous":
         return model.reconstruct(x)
     return model(x).reconstruction
 
@@ -85,7 +96,7 @@ def evaluate_reconstruction(
     device = _device(model)
     sums = {"mse": 0.0, "psnr": 0.0, "ssim": 0.0}
     count = 0
-    with _EvalMode(model):
+    with eval_mode(model, no_grad=True):
         for x in _batches(data, batch_size, device):
             x_hat = reconstruct(model, x).float()
             x = x.float()
@@ -110,7 +121,7 @@ def evaluate_codebook(
     """Codebook usage, perplexity and dead codes of ``model.encode_indices`` over ``data``."""
     usage = CodebookUsage(model.codebook_size)
     device = _device(model)
-    with _EvalMode(model):
+    with eval_mode(model, no_grad=True):
         for x in _batches(data, batch_size, device):
             usage.update(model.encode_indices(x))
     stats = usage.compute()
@@ -126,16 +137,47 @@ def evaluate_codebook(
 def evaluate_prior(
     prior: nn.Module, codes: ArrayDataset | torch.Tensor, *, batch_size: int = 256
 ) -> dict[str, float]:
-    """Prior NLL of code grids ``(N, h, w)``: nats per image and bits per latent position."""
+    """Exact NLL of code grids ``(N, h, w)`` under a likelihood prior.
+
+    Returns ``prior_nll`` (nats per grid), ``bits_per_latent`` (bits per latent position) and
+    ``prior_bits_per_dim`` (the same figure under its 0.1 name). For a prior without an exact
+    likelihood use :func:`evaluate_prior_loss`; :func:`evaluate_model` picks the right one from
+    ``prior.exact_likelihood``.
+    """
     device = _device(prior)
     total, count, dims = 0.0, 0, None
-    with _EvalMode(prior):
+    with eval_mode(prior, no_grad=True):
         for idx in _batches(codes, batch_size, device):
             total += float(-prior.log_prob(idx.long()).double().sum())
             count += idx.shape[0]
             dims = idx[0].numel()
     nll = total / count
-    return {"prior_nll": nll, "prior_bits_per_dim": bits_per_dim(nll, dims)}
+    bits = bits_per_latent(nll, dims)
+    return {"prior_nll": nll, "bits_per_latent": bits, "prior_bits_per_dim": bits}
+
+
+@torch.no_grad()
+def evaluate_prior_loss(
+    prior: nn.Module, codes: ArrayDataset | torch.Tensor, *, batch_size: int = 256
+) -> dict[str, float]:
+    """The figures of ``prior.loss(codes).losses`` over a whole set, for any prior.
+
+    Each figure is averaged over batches weighted by their size (the figures are batch means)
+    and reported as ``prior_<name>``; ``prior_loss`` is the objective itself. This is how a
+    prior without an exact likelihood (MaskGIT's masked-token NLL) is evaluated.
+    """
+    device = _device(prior)
+    sums: dict[str, float] = {}
+    count = 0
+    with eval_mode(prior, no_grad=True):
+        for idx in _batches(codes, batch_size, device):
+            out = prior.loss(idx.long())
+            b = idx.shape[0]
+            figures = {"loss": out.loss, **out.losses}
+            for name, value in figures.items():
+                sums[f"prior_{name}"] = sums.get(f"prior_{name}", 0.0) + float(value) * b
+            count += b
+    return {name: total / count for name, total in sums.items()}
 
 
 @torch.no_grad()
@@ -150,7 +192,7 @@ def evaluate_elbo(
     device = _device(model)
     generator = torch.Generator(device=device).manual_seed(seed)
     total, count, dims = 0.0, 0, None
-    with _EvalMode(model):
+    with eval_mode(model, no_grad=True):
         for x in _batches(data, batch_size, device):
             total += float(model.elbo(x, generator=generator).double().sum())
             count += x.shape[0]
@@ -162,20 +204,27 @@ def evaluate_elbo(
 def evaluate_model(
     model: nn.Module, data: ArrayDataset, *, batch_size: int = 256, seed: int = 0
 ) -> dict[str, float]:
-    """Every figure that applies to ``model``: reconstruction, and codes + prior for a VQ-VAE,
-    or the ELBO for a VAE."""
+    """Every figure that applies to ``model``, chosen from what it declares.
+
+    ``family == "discrete"``: reconstruction, codebook usage and, when ``model.prior`` is not
+    None, the prior's figures (exact NLL and ``bits_per_latent`` if ``prior.exact_likelihood``,
+    else the figures of ``prior.loss``). ``family == "continuous"``: reconstruction and ELBO.
+    """
+    family = _check_family(model)
     metrics: dict[str, float] = {}
-    if hasattr(model, "reconstruct") or hasattr(model, "encode_indices"):
-        metrics.update(evaluate_reconstruction(model, data, batch_size=batch_size))
-    if hasattr(model, "encode_indices") and hasattr(model, "codebook_size"):
+    metrics.update(evaluate_reconstruction(model, data, batch_size=batch_size))
+    if family == "discrete":
         metrics.update(evaluate_codebook(model, data, batch_size=batch_size))
-        if getattr(model, "prior", None) is not None:
-            with _EvalMode(model):
+        if model.prior is not None:
+            with eval_mode(model, no_grad=True):
                 codes = torch.cat(
                     [model.encode_indices(x) for x in _batches(data, batch_size, _device(model))]
                 )
-            metrics.update(evaluate_prior(model.prior, codes, batch_size=batch_size))
-    if hasattr(model, "elbo"):
+            if model.prior.exact_likelihood:
+                metrics.update(evaluate_prior(model.prior, codes, batch_size=batch_size))
+            else:
+                metrics.update(evaluate_prior_loss(model.prior, codes, batch_size=batch_size))
+    else:
         metrics.update(evaluate_elbo(model, data, batch_size=batch_size, seed=seed))
     metrics["num_examples"] = len(data)
     return metrics

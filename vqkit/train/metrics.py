@@ -19,7 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["CodebookUsage", "bits_per_dim", "mse", "psnr", "ssim"]
+__all__ = ["CodebookUsage", "bits_per_dim", "bits_per_latent", "mse", "psnr", "ssim"]
 
 
 def _check_pair(x: torch.Tensor, y: torch.Tensor, name: str) -> None:
@@ -176,6 +176,24 @@ def bits_per_dim(nll_nats: torch.Tensor | float, num_dims: int) -> torch.Tensor 
     if num_dims <= 0:
         raise ValueError(f"num_dims must be positive, got {num_dims}")
     return nll_nats / (num_dims * math.log(2))
+
+
+def bits_per_latent(nll_nats: torch.Tensor | float, positions: int) -> torch.Tensor | float:
+    """Bits per latent position: ``NLL_nats / (positions · ln 2)``.
+
+    The one name vqkit uses for this figure (the API, ``losses["bits_per_latent"]`` of every
+    likelihood prior, ``metrics.json``).
+
+    Args:
+        nll_nats: negative log-likelihood of one code grid or latent vector (or a tensor of
+            them), in nats.
+        positions: latent positions it covers (``h · w`` for a code grid).
+    """
+    if isinstance(positions, bool) or not isinstance(positions, int) or positions < 1:
+        raise ValueError(
+            f"bits_per_latent: positions must be a positive integer, got {positions!r}"
+        )
+    return bits_per_dim(nll_nats, positions)
 
 
 class CodebookUsage:
