@@ -19,6 +19,7 @@ __all__ = [
     "check_choice",
     "check_generator",
     "check_int",
+    "check_non_negative_int",
     "check_number",
     "check_positive_int",
     "check_positive_ints",
@@ -30,6 +31,13 @@ def check_positive_int(owner: str, name: str, value: Any) -> int:
     """``value`` as an int ≥ 1 (bools are rejected)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
+    return value
+
+
+def check_non_negative_int(owner: str, name: str, value: Any) -> int:
+    """``value`` as an int ≥ 0 (bools are rejected)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{owner}: {name} must be a non-negative integer, got {value!r}")
     return value
 
 

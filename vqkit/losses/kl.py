@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from vqkit._checks import check_real_device
 from vqkit._registry import register
 
 __all__ = [
@@ -267,6 +268,7 @@ def _non_negative(name: str, value: float) -> float:
 def _check_per_example(name: str, t: Tensor) -> None:
     if not isinstance(t, Tensor):
         raise TypeError(f"CapacityKL expects {name} to be a Tensor, got {type(t).__name__}")
+    check_real_device("CapacityKL", t, name)
     if t.dim() != 1 or not t.is_floating_point():
         raise ValueError(
             f"CapacityKL expects {name} as a floating (B,) tensor of per-example nats, got "

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from vqkit._checks import check_non_negative_int, check_positive_int, check_real_device
 from vqkit._registry import register
 
 __all__ = [
@@ -37,17 +38,12 @@ __all__ = [
 ]
 
 
-def _positive_int(name: str, value: object, *, allow_zero: bool = False) -> int:
-    low = 0 if allow_zero else 1
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        kind = "a non-negative" if allow_zero else "a positive"
-        raise ValueError(f"{name} must be {kind} integer, got {value!r}")
-    return value
-
-
 def _check_image(x: torch.Tensor, channels: int, factor: int, who: str) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{who} expects a tensor, got {type(x).__name__}")
+    check_real_device(who, x)
+    if not x.is_floating_point():
+        raise TypeError(f"{who} expects a floating-point input, got {x.dtype}")
     if x.dim() != 4 or x.shape[1] != channels:
         raise ValueError(
             f"{who} expects input of shape (B, {channels}, H, W), got {tuple(x.shape)}"
@@ -142,10 +138,11 @@ class ResidualStack(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        owner = type(self).__name__
         dd = {"device": device, "dtype": dtype}
-        self.channels = _positive_int("channels", channels)
-        self.num_layers = _positive_int("num_layers", num_layers, allow_zero=True)
-        self.hidden_channels = _positive_int("hidden_channels", hidden_channels)
+        self.channels = check_positive_int(owner, "channels", channels)
+        self.num_layers = check_non_negative_int(owner, "num_layers", num_layers)
+        self.hidden_channels = check_positive_int(owner, "hidden_channels", hidden_channels)
         self.blocks = nn.ModuleList(
             nn.Sequential(
                 nn.ReLU(),
@@ -202,11 +199,12 @@ class ResNetEncoder(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        owner = type(self).__name__
         dd = {"device": device, "dtype": dtype}
-        self.in_channels = _positive_int("in_channels", in_channels)
-        self.out_channels = _positive_int("out_channels", out_channels)
-        self.hidden_channels = _positive_int("hidden_channels", hidden_channels)
-        self.num_downsamples = _positive_int("num_downsamples", num_downsamples, allow_zero=True)
+        self.in_channels = check_positive_int(owner, "in_channels", in_channels)
+        self.out_channels = check_positive_int(owner, "out_channels", out_channels)
+        self.hidden_channels = check_positive_int(owner, "hidden_channels", hidden_channels)
+        self.num_downsamples = check_non_negative_int(owner, "num_downsamples", num_downsamples)
         self.downsample_factor = 2**num_downsamples
         if num_downsamples > 1 and hidden_channels < 2:
             raise ValueError(f"hidden_channels must be >= 2 to halve it, got {hidden_channels}")
@@ -268,11 +266,12 @@ class ResNetDecoder(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        owner = type(self).__name__
         dd = {"device": device, "dtype": dtype}
-        self.in_channels = _positive_int("in_channels", in_channels)
-        self.out_channels = _positive_int("out_channels", out_channels)
-        self.hidden_channels = _positive_int("hidden_channels", hidden_channels)
-        self.num_upsamples = _positive_int("num_upsamples", num_upsamples, allow_zero=True)
+        self.in_channels = check_positive_int(owner, "in_channels", in_channels)
+        self.out_channels = check_positive_int(owner, "out_channels", out_channels)
+        self.hidden_channels = check_positive_int(owner, "hidden_channels", hidden_channels)
+        self.num_upsamples = check_non_negative_int(owner, "num_upsamples", num_upsamples)
         self.upsample_factor = 2**num_upsamples
         if num_upsamples > 1 and hidden_channels < 2:
             raise ValueError(f"hidden_channels must be >= 2 to halve it, got {hidden_channels}")
@@ -305,17 +304,21 @@ class ResNetDecoder(nn.Module):
         )
 
 
-def _widths(hidden_channels: int | Sequence[int], count: int, name: str) -> list[int]:
+def _widths(owner: str, hidden_channels: int | Sequence[int], count: int, name: str) -> list[int]:
     if isinstance(hidden_channels, int) and not isinstance(hidden_channels, bool):
         widths = [hidden_channels] * count
     elif isinstance(hidden_channels, Sequence) and not isinstance(hidden_channels, str):
         widths = list(hidden_channels)
     else:
-        raise TypeError(f"{name} must be an int or a list of ints, got {hidden_channels!r}")
+        raise TypeError(
+            f"{owner}: {name} must be an int or a list of ints, got {hidden_channels!r}"
+        )
     if len(widths) != count:
-        raise ValueError(f"{name} needs one width per stride-2 layer ({count}), got {widths}")
+        raise ValueError(
+            f"{owner}: {name} needs one width per stride-2 layer ({count}), got {widths}"
+        )
     for w in widths:
-        _positive_int(name, w)
+        check_positive_int(owner, name, w)
     return widths
 
 
@@ -346,11 +349,12 @@ class ConvEncoder(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        owner = type(self).__name__
         dd = {"device": device, "dtype": dtype}
-        self.in_channels = _positive_int("in_channels", in_channels)
-        self.out_channels = _positive_int("out_channels", out_channels)
-        self.num_downsamples = _positive_int("num_downsamples", num_downsamples, allow_zero=True)
-        self.widths = _widths(hidden_channels, num_downsamples, "hidden_channels")
+        self.in_channels = check_positive_int(owner, "in_channels", in_channels)
+        self.out_channels = check_positive_int(owner, "out_channels", out_channels)
+        self.num_downsamples = check_non_negative_int(owner, "num_downsamples", num_downsamples)
+        self.widths = _widths(owner, hidden_channels, num_downsamples, "hidden_channels")
         self.downsample_factor = 2**num_downsamples
         layers = strided_convs(in_channels, self.widths, nn.ReLU, **dd)
         last = self.widths[-1] if self.widths else in_channels
@@ -395,11 +399,12 @@ class ConvDecoder(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        owner = type(self).__name__
         dd = {"device": device, "dtype": dtype}
-        self.in_channels = _positive_int("in_channels", in_channels)
-        self.out_channels = _positive_int("out_channels", out_channels)
-        self.num_upsamples = _positive_int("num_upsamples", num_upsamples, allow_zero=True)
-        self.widths = _widths(hidden_channels, num_upsamples, "hidden_channels")
+        self.in_channels = check_positive_int(owner, "in_channels", in_channels)
+        self.out_channels = check_positive_int(owner, "out_channels", out_channels)
+        self.num_upsamples = check_non_negative_int(owner, "num_upsamples", num_upsamples)
+        self.widths = _widths(owner, hidden_channels, num_upsamples, "hidden_channels")
         self.upsample_factor = 2**num_upsamples
         if num_upsamples:
             layers: list[nn.Module] = [nn.Conv2d(in_channels, self.widths[0], 1, **dd), nn.ReLU()]

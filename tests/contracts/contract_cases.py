@@ -1,0 +1,450 @@
+"""The one table of contract-test cases: a tiny instance and inputs for every registered part.
+
+``tests/contracts/test_contracts.py`` runs the same checks on every case of every kind
+(forward/backward shapes, state_dict and Hub round trips, determinism under a seed, bad-input
+errors). A registered ``(kind, name)`` without a case here fails
+``test_every_registered_part_has_a_case``.
+
+How to add a part (one entry, in the table of its kind below)::
+
+    QUANTIZER_CASES["my_vq"] = Case(
+        build=lambda: vqkit.build("quantizer", {"type": "my_vq", "dim": 4, "codebook_size": 8}),
+        inputs=_randn(2, 4, 3, 3),  # a valid input, from a fixed generator
+        bad={"wrong channels": _randn(2, 5, 3, 3), "integer": _codes(8, 2, 4, 3, 3)},
+    )
+
+- ``build``: a *tiny* instance (a few hundred parameters; the suite runs every case several
+  times). Build through ``vqkit.build`` or ``vqkit.create_model`` so the contract check runs.
+- ``inputs``: a valid input for the kind's forward: images ``(B, C, H, W)`` for an encoder,
+  a model or a discriminator; latents for a decoder or a quantizer; codes (or latent vectors
+  for a ``"continuous"`` prior) for a prior; a ``(recon_nll, kl)`` tuple for a loss.
+- ``bad``: named inputs that must raise ``ValueError`` or ``TypeError`` (wrong shape, dtype,
+  device, values); at least one. ``META`` turns the valid input into a ``meta``-device one.
+- ``score`` (optional): a deterministic tensor for the round-trip checks; the kind's default is
+  the forward output (``loss`` for models, ``log_prob`` — or ``loss`` without an exact
+  likelihood — for priors).
+- ``sample`` (optional): draws from the part with a ``torch.Generator``; compared after the
+  round trips.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+import vqkit
+from vqkit.models.presets import PRESETS
+
+Input = Callable[[], Any]
+
+META = "meta"  # marks a bad input: the valid input moved to the meta device
+
+
+@dataclass
+class Case:
+    build: Callable[[], nn.Module]
+    inputs: Input
+    bad: dict[str, Input | str] = field(default_factory=dict)
+    score: Callable[[nn.Module, Any], torch.Tensor] | None = None
+    sample: Callable[[nn.Module, torch.Generator], torch.Tensor] | None = None
+
+
+def _randn(*shape: int) -> Input:
+    return lambda: torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+
+
+def _rand(*shape: int) -> Input:
+    return lambda: torch.rand(*shape, generator=torch.Generator().manual_seed(0))
+
+
+def _codes(k: int, *shape: int) -> Input:
+    return lambda: torch.randint(0, k, shape, generator=torch.Generator().manual_seed(0))
+
+
+def _nan(*shape: int) -> Input:
+    def make() -> torch.Tensor:
+        x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+        x.view(-1)[0] = float("nan")
+        return x
+
+    return make
+
+
+def _not_a_tensor() -> Any:
+    return [[0.0, 1.0]]
+
+
+# ----------------------------------------------------------------------------------- quantizers
+QUANTIZER_CASES: dict[str, Case] = {
+    "vq": Case(
+        build=lambda: vqkit.build("quantizer", {"type": "vq", "dim": 4, "codebook_size": 8}),
+        inputs=_randn(2, 4, 3, 3),
+        bad={"wrong channels": _randn(2, 5, 3, 3), "integer": _codes(8, 2, 4, 3, 3)},
+    ),
+    "rvq": Case(
+        build=lambda: vqkit.build(
+            "quantizer", {"type": "rvq", "dim": 4, "codebook_size": 8, "num_quantizers": 2}
+        ),
+        inputs=_randn(2, 4, 3, 3),
+        bad={"wrong channels": _randn(2, 3, 3, 3), "integer": _codes(8, 2, 4, 3, 3)},
+    ),
+    "fsq": Case(
+        build=lambda: vqkit.build("quantizer", {"type": "fsq", "levels": [3, 4], "dim": 4}),
+        inputs=_randn(2, 4, 3, 3),
+        bad={"wrong channels": _randn(2, 5, 3, 3), "integer": _codes(8, 2, 4, 3, 3)},
+    ),
+}
+
+# ----------------------------------------------------------------------------- encoders/decoders
+_IMAGE_BAD = {
+    "wrong channels": _randn(2, 2, 8, 8),
+    "no batch dim": _randn(3, 8, 8),
+    "not a tensor": _not_a_tensor,
+    "meta device": META,
+}
+
+ENCODER_CASES: dict[str, Case] = {
+    "resnet": Case(
+        build=lambda: vqkit.build(
+            "encoder",
+            {
+                "type": "resnet",
+                "in_channels": 3,
+                "out_channels": 4,
+                "hidden_channels": 8,
+                "num_residual_layers": 1,
+                "residual_hidden_channels": 4,
+                "num_downsamples": 2,
+            },
+        ),
+        inputs=_randn(2, 3, 8, 12),
+        bad={**_IMAGE_BAD, "not divisible": _randn(2, 3, 10, 8)},
+    ),
+    "conv": Case(
+        build=lambda: vqkit.build(
+            "encoder",
+            {
+                "type": "conv",
+                "in_channels": 3,
+                "out_channels": 4,
+                "hidden_channels": [4, 6],
+                "num_downsamples": 2,
+            },
+        ),
+        inputs=_randn(2, 3, 8, 4),
+        bad={**_IMAGE_BAD, "not divisible": _randn(2, 3, 6, 8)},
+    ),
+    "mlp": Case(
+        build=lambda: vqkit.build(
+            "encoder", {"type": "mlp", "in_features": 3, "out_features": 4, "hidden_dims": [5]}
+        ),
+        inputs=_randn(4, 3),
+        bad={
+            "wrong features": _randn(4, 2),
+            "images": _randn(4, 3, 2, 2),
+            "integer": _codes(3, 4, 3),
+            "not a tensor": _not_a_tensor,
+            "meta device": META,
+        },
+    ),
+    "vector_conv": Case(
+        build=lambda: vqkit.build(
+            "encoder",
+            {
+                "type": "vector_conv",
+                "in_channels": 3,
+                "out_features": 4,
+                "image_size": 8,
+                "hidden_dims": [4, 4],
+                "batch_norm": True,
+            },
+        ),
+        inputs=_randn(2, 3, 8, 8),
+        bad={**_IMAGE_BAD, "wrong size": _randn(2, 3, 4, 4), "integer": _codes(3, 2, 3, 8, 8)},
+    ),
+}
+
+DECODER_CASES: dict[str, Case] = {
+    "resnet": Case(
+        build=lambda: vqkit.build(
+            "decoder",
+            {
+                "type": "resnet",
+                "in_channels": 4,
+                "out_channels": 3,
+                "hidden_channels": 8,
+                "num_residual_layers": 1,
+                "residual_hidden_channels": 4,
+                "num_upsamples": 2,
+            },
+        ),
+        inputs=_randn(2, 4, 2, 3),
+        bad={
+            "wrong channels": _randn(2, 3, 2, 3),
+            "no batch dim": _randn(4, 2, 3),
+            "not a tensor": _not_a_tensor,
+            "meta device": META,
+        },
+    ),
+    "conv": Case(
+        build=lambda: vqkit.build(
+            "decoder",
+            {
+                "type": "conv",
+                "in_channels": 4,
+                "out_channels": 3,
+                "hidden_channels": [6, 4],
+                "num_upsamples": 2,
+            },
+        ),
+        inputs=_randn(2, 4, 2, 1),
+        bad={
+            "wrong channels": _randn(2, 5, 2, 1),
+            "no batch dim": _randn(4, 2, 1),
+            "not a tensor": _not_a_tensor,
+            "meta device": META,
+        },
+    ),
+    "mlp": Case(
+        build=lambda: vqkit.build(
+            "decoder", {"type": "mlp", "in_features": 2, "out_features": 6, "hidden_dims": [5]}
+        ),
+        inputs=_randn(4, 2),
+        bad={
+            "wrong features": _randn(4, 3),
+            "integer": _codes(3, 4, 2),
+            "not a tensor": _not_a_tensor,
+            "meta device": META,
+        },
+    ),
+    "vector_conv": Case(
+        build=lambda: vqkit.build(
+            "decoder",
+            {
+                "type": "vector_conv",
+                "in_features": 2,
+                "out_channels": 3,
+                "image_size": 8,
+                "hidden_dims": [4, 4],
+                "batch_norm": True,
+            },
+        ),
+        inputs=_randn(2, 2),
+        bad={
+            "wrong features": _randn(2, 3),
+            "images": _randn(2, 2, 1, 1),
+            "not a tensor": _not_a_tensor,
+            "meta device": META,
+        },
+    ),
+}
+
+# ---------------------------------------------------------------------------------------- priors
+PRIOR_CASES: dict[str, Case] = {
+    "gated_pixelcnn": Case(
+        build=lambda: vqkit.build(
+            "prior",
+            {
+                "type": "gated_pixelcnn",
+                "num_embeddings": 5,
+                "hidden_channels": 8,
+                "num_layers": 2,
+                "head_channels": 8,
+            },
+        ),
+        inputs=_codes(5, 2, 3, 4),
+        bad={"floats": _randn(2, 3, 4), "out of range": _codes(9, 2, 3, 4)},
+        sample=lambda m, g: m.sample(2, (3, 4), generator=g),
+    ),
+    "pixelcnn": Case(
+        build=lambda: vqkit.build(
+            "prior",
+            {
+                "type": "pixelcnn",
+                "num_embeddings": 5,
+                "hidden_channels": 8,
+                "num_layers": 1,
+                "head_channels": 8,
+            },
+        ),
+        inputs=_codes(5, 2, 3, 4),
+        bad={"flat codes": _codes(5, 2, 12), "floats": _randn(2, 3, 4)},
+        sample=lambda m, g: m.sample(2, (3, 4), generator=g),
+    ),
+    "made": Case(
+        build=lambda: vqkit.build(
+            "prior",
+            {"type": "made", "num_features": 6, "num_embeddings": 3, "hidden_features": [8]},
+        ),
+        inputs=_codes(3, 2, 6),
+        bad={"wrong length": _codes(3, 2, 5), "floats": _randn(2, 6)},
+        sample=lambda m, g: m.sample(2, generator=g),
+    ),
+    "made_flow": Case(
+        build=lambda: vqkit.build("prior", {"type": "made_flow", "dim": 3, "hidden_features": [8]}),
+        inputs=_randn(2, 3),
+        bad={"wrong dim": _randn(2, 4)},
+        sample=lambda m, g: m.sample(2, generator=g),
+    ),
+}
+
+
+# ---------------------------------------------------------------------------------------- losses
+def _nll_kl(b: int = 3) -> Input:
+    def make() -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(0)
+        return torch.rand(b, generator=g) * 10, torch.rand(b, generator=g)
+
+    return make
+
+
+_LOSS_BAD = {
+    "mismatched": lambda: (torch.rand(3), torch.rand(4)),
+    "not per example": lambda: (torch.rand(3, 2), torch.rand(3, 2)),
+    "integer": lambda: (torch.ones(3, dtype=torch.long), torch.ones(3, dtype=torch.long)),
+    "not tensors": lambda: ([1.0, 2.0], [0.5, 0.5]),
+    "meta device": lambda: (torch.rand(3, device="meta"), torch.rand(3, device="meta")),
+}
+
+LOSS_CASES: dict[str, Case] = {
+    "kl": Case(build=lambda: vqkit.build("loss", "kl"), inputs=_nll_kl(), bad=_LOSS_BAD),
+    "beta_kl": Case(
+        build=lambda: vqkit.build("loss", {"type": "beta_kl", "beta": 4.0}),
+        inputs=_nll_kl(),
+        bad=_LOSS_BAD,
+    ),
+    "capacity_kl": Case(
+        build=lambda: vqkit.build("loss", {"type": "capacity_kl", "capacity_steps": 10}),
+        inputs=_nll_kl(),
+        bad=_LOSS_BAD,
+    ),
+}
+
+# ---------------------------------------------------------------------------------------- models
+TINY_VQVAE = {
+    "encoder": {
+        "type": "resnet",
+        "in_channels": 1,
+        "hidden_channels": 8,
+        "num_residual_layers": 1,
+        "residual_hidden_channels": 4,
+        "num_downsamples": 1,
+    },
+    "quantizer": {"type": "vq", "dim": 4, "codebook_size": 8},
+    "decoder": {
+        "type": "resnet",
+        "hidden_channels": 8,
+        "num_residual_layers": 1,
+        "residual_hidden_channels": 4,
+    },
+    "prior": {"type": "gated_pixelcnn", "hidden_channels": 8, "num_layers": 2, "head_channels": 16},
+    "image_size": [8, 4],
+}
+
+SHRINK = {
+    "encoder": {"hidden_channels": 8, "residual_hidden_channels": 4},
+    "decoder": {"hidden_channels": 8, "residual_hidden_channels": 4},
+    "quantizer": {"dim": 4, "codebook_size": 8},
+    "prior": {"hidden_channels": 8, "num_layers": 1, "head_channels": 8},
+    "image_size": [8, 8],
+}
+
+
+def _loss(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model(x).loss
+
+
+def _vqvae_preset(name: str) -> Case:
+    channels = PRESETS[name].config["encoder"]["in_channels"]
+    return Case(
+        build=lambda: vqkit.create_model(name, **SHRINK),
+        inputs=_randn(2, channels, 8, 8),
+        bad={
+            "wrong channels": _randn(2, channels + 1, 8, 8),
+            "not divisible": _randn(2, channels, 7, 8),
+        },
+        sample=lambda m, g: m.generate(2, generator=g),
+    )
+
+
+def _vae_bad(shape: tuple[int, ...], wrong: tuple[int, ...]) -> dict[str, Input | str]:
+    return {
+        "wrong shape": _randn(*wrong),
+        "no batch dim": _randn(*shape[1:]),
+        "integer": lambda: torch.zeros(shape, dtype=torch.uint8),
+        "NaN": _nan(*shape),
+        "not a tensor": _not_a_tensor,
+        "meta device": META,
+    }
+
+
+MODEL_CASES: dict[str, Case] = {
+    "vqvae": Case(
+        build=lambda: vqkit.VQVAE(**TINY_VQVAE),
+        inputs=_randn(2, 1, 8, 4),
+        bad={"not divisible": _randn(2, 1, 7, 4), "wrong channels": _randn(2, 2, 8, 4)},
+        sample=lambda m, g: m.generate(2, generator=g),
+    ),
+    "vae": Case(
+        build=lambda: vqkit.build("model", {"type": "vae", "hidden_dims": [8]}),
+        inputs=_randn(4, 2),
+        bad=_vae_bad((4, 2), (4, 3)),
+        sample=lambda m, g: m.sample(3, generator=g),
+    ),
+    "image_vae": Case(
+        build=lambda: vqkit.build(
+            "model", {"type": "image_vae", "image_size": 8, "latent_dim": 2, "hidden_dims": [4]}
+        ),
+        inputs=_randn(2, 1, 8, 8),
+        bad=_vae_bad((2, 1, 8, 8), (2, 1, 6, 6)),
+        sample=lambda m, g: m.sample(3, generator=g),
+    ),
+    "beta_vae": Case(
+        build=lambda: vqkit.build(
+            "model",
+            {
+                "type": "beta_vae",
+                "in_channels": 1,
+                "image_size": 8,
+                "latent_dim": 2,
+                "hidden_dims": [4],
+            },
+        ),
+        inputs=_rand(2, 1, 8, 8),
+        bad={**_vae_bad((2, 1, 8, 8), (2, 3, 8, 8)), "outside [0, 1]": _randn(2, 1, 8, 8)},
+        sample=lambda m, g: m.sample(3, generator=g),
+    ),
+    "vlae": Case(
+        build=lambda: vqkit.build(
+            "model",
+            {
+                "type": "vlae",
+                "image_size": 8,
+                "latent_dim": 2,
+                "hidden_dims": [4],
+                "prior_hidden_features": [8],
+            },
+        ),
+        inputs=_rand(2, 1, 8, 8),
+        bad={**_vae_bad((2, 1, 8, 8), (2, 2, 8, 8)), "outside [0, 1]": _randn(2, 1, 8, 8)},
+        sample=lambda m, g: m.sample(3, generator=g),
+    ),
+    **{name: _vqvae_preset(name) for name in PRESETS},
+}
+
+# ------------------------------------------------------------------------------- discriminators
+DISCRIMINATOR_CASES: dict[str, Case] = {}
+
+CASES: dict[str, dict[str, Case]] = {
+    "quantizer": QUANTIZER_CASES,
+    "encoder": ENCODER_CASES,
+    "decoder": DECODER_CASES,
+    "prior": PRIOR_CASES,
+    "loss": LOSS_CASES,
+    "discriminator": DISCRIMINATOR_CASES,
+    "model": MODEL_CASES,
+}
