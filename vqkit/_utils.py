@@ -1,6 +1,6 @@
 """Small helpers shared by every vqkit package.
 
-- :func:`eval_mode`: a module (or several) in eval mode for the duration of a ``with`` block,
+- ``eval_mode``: a module (or several) in eval mode for the duration of a ``with`` block,
   every submodule's previous mode restored afterwards, optionally without gradients.
 """
 

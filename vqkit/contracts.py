@@ -1,7 +1,7 @@
 """What every registered part must provide: the contract of each registry kind.
 
 Read this file to write a part (or a plugin) that the rest of vqkit can use. Each registry kind
-has one :class:`typing.Protocol` below. The trainer, evaluation, the recipes and the CLI decide
+has one ``typing.Protocol`` below. The trainer, evaluation, the recipes and the CLI decide
 what to do from what a part *declares* here (``family``, ``domain``, ``exact_likelihood``), never
 by probing for optional attributes.
 
@@ -17,8 +17,8 @@ Kinds and what they declare::
     model          family "discrete": encoder -> quantizer -> decoder with an optional prior;
                    family "continuous": a latent-variable model (VAE, β-VAE, VLAE)
 
-:data:`REQUIREMENTS` lists, per kind, the methods a registered class must define and the
-attributes a built instance must carry; :func:`contract_problems` checks an object against them
+``REQUIREMENTS`` lists, per kind, the methods a registered class must define and the
+attributes a built instance must carry; ``contract_problems`` checks an object against them
 and says what is missing.
 """
 
@@ -68,7 +68,7 @@ class Quantizer(Protocol):
     codebook_size: int
 
     def forward(self, z: Tensor) -> Any:
-        """(B, D, h, w) -> :class:`~vqkit.quantize.QuantizerOutput` (quantized, indices, loss)."""
+        """(B, D, h, w) -> ``QuantizerOutput`` (quantized, indices, loss)."""
 
     def decode(self, indices: Tensor) -> Tensor:
         """Code indices (B, h, w) -> quantized vectors (B, D, h, w)."""
@@ -103,9 +103,9 @@ class Prior(Protocol):
         domain: ``"codes"`` for a distribution over integer code grids (PixelCNN, Gated
             PixelCNN, MADE, transformers, MaskGIT), ``"continuous"`` for one over real latents
             (MADE flow, latent diffusion).
-        exact_likelihood: True when :meth:`log_prob` is the exact log-likelihood (autoregressive
+        exact_likelihood: True when ``log_prob`` is the exact log-likelihood (autoregressive
             priors and flows); False when the prior has none (MaskGIT, diffusion), in which case
-            :meth:`log_prob` raises ``NotImplementedError`` and :meth:`loss` is its training
+            ``log_prob`` raises ``NotImplementedError`` and ``loss`` is its training
             objective and evaluation figure.
 
     Attributes:
@@ -158,7 +158,7 @@ class DiscreteModel(Protocol):
         """Codes of images, without gradients or codebook updates."""
 
     def decode_indices(self, indices: Any) -> Tensor:
-        """Images from codes (the inverse of :meth:`encode_indices` up to reconstruction)."""
+        """Images from codes (the inverse of ``encode_indices`` up to reconstruction)."""
 
     def prior_loss(self, x: Tensor, cond: Tensor | None = None) -> Any:
         """The second-stage objective on images (only the prior receives gradients)."""
@@ -245,7 +245,7 @@ def likelihood_loss(log_prob: Tensor, positions: int) -> LossOutput:
 def contract_problems(kind: str, obj: Any) -> list[str]:
     """What ``obj`` (a class, or a built instance) lacks of the ``kind`` contract; [] if none.
 
-    A class is checked for the methods and the class attributes of :data:`CLASS_ATTRIBUTES`; an
+    A class is checked for the methods and the class attributes of ``CLASS_ATTRIBUTES``; an
     instance also for every attribute (which are often set in ``__init__``). A model is checked
     against its ``family`` as well, a prior's ``domain`` against the two domains.
     """
@@ -290,7 +290,7 @@ class ContractError(TypeError):
 
 
 def check_contract(kind: str, name: str, obj: Any) -> None:
-    """Raise :class:`ContractError` if ``obj`` does not satisfy the ``kind`` contract.
+    """Raise ``ContractError`` if ``obj`` does not satisfy the ``kind`` contract.
 
     The message names the kind, the registered name and every missing item, e.g.
     ``prior 'my_prior' does not satisfy the prior contract (vqkit/contracts.py): missing method

@@ -11,7 +11,7 @@ Papers:
 Scale convention (the paper's): every term is in nats *per example*. The reconstruction term is
 the negative log-likelihood −log p(x|z) summed over all pixels/features of one example, the KL is
 summed over all latent dimensions of one example, and both are then averaged over the batch. γ,
-β and C are only meaningful on this scale. :func:`kld_weight_to_beta` converts the weights of
+β and C are only meaningful on this scale. ``kld_weight_to_beta`` converts the weights of
 codebases that average the reconstruction over pixels (``F.mse_loss``) instead.
 """
 
@@ -74,7 +74,7 @@ def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
 
 @dataclass
 class KLLossOutput:
-    """What :class:`CapacityKL` returns.
+    """What ``CapacityKL`` returns.
 
     Attributes:
         loss: scalar training objective (keeps its graph).
@@ -104,7 +104,7 @@ class CapacityKL(nn.Module):
     i.e. once per training step for a trainer that does one forward per optimizer step; calls in
     ``eval()`` mode, under ``torch.no_grad()`` or ``torch.inference_mode()`` (validation,
     sampling, evaluation) never move it. With gradient accumulation (several forwards per
-    optimizer step), pass ``auto_step=False`` and call :meth:`step` after each
+    optimizer step), pass ``auto_step=False`` and call ``step`` after each
     ``optimizer.step()``. The value of C used by a call is the one before that call's advance,
     so the first training step uses C(0) = 0.
 
@@ -118,7 +118,7 @@ class CapacityKL(nn.Module):
     Shape:
         - recon_nll: (B,) nats per example, −log p(x|z) summed over the example's features
         - kl: (B,) nats per example, summed over latent dimensions
-        - Output: :class:`KLLossOutput` with a scalar ``loss``
+        - Output: ``KLLossOutput`` with a scalar ``loss``
     """
 
     iteration: Tensor

@@ -1,10 +1,10 @@
 """How a model assembles its parts from registry specs: one set of wiring rules for every family.
 
 A part is given as a registered name (``"resnet"``), a ``{"type": name, **kwargs}`` dict, or a
-built module. A model copies the spec (:func:`as_spec`), fills in the sizes that must agree with
-its other parts when the spec leaves them out and the constructor accepts them (:func:`wire`),
+built module. A model copies the spec (``as_spec``), fills in the sizes that must agree with
+its other parts when the spec leaves them out and the constructor accepts them (``wire``),
 builds it through the registry, then checks the built part's declared attributes against what it
-needs (:func:`check_attr`). An explicit value that disagrees raises ``ValueError``.
+needs (``check_attr``). An explicit value that disagrees raises ``ValueError``.
 """
 
 from __future__ import annotations

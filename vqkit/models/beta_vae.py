@@ -25,7 +25,7 @@ class BetaVAE(ImageVAE):
     γ = 1000, C_max = 25, 100,000 steps; use ``loss={"type": "beta_kl", "beta": 4.0}`` for the
     H-type. The default decoder is Bernoulli (the paper's dSprites setting, inputs in [0, 1]);
     use ``likelihood="gaussian"`` for natural images. All loss terms are per-image sums, so γ and
-    C keep their paper meaning (see :class:`~vqkit.vae.losses.CapacityKL`).
+    C keep their paper meaning (see ``CapacityKL``).
 
     Args:
         in_channels: image channels (any count).
@@ -41,7 +41,7 @@ class BetaVAE(ImageVAE):
 
     Shape:
         - Input: (B, in_channels, image_size, image_size)
-        - Output: :class:`~vqkit.vae.base.VAEOutput`
+        - Output: ``VAEOutput``
     """
 
     def __init__(

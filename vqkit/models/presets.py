@@ -1,6 +1,6 @@
 """Named model configurations from the literature: ``vqkit.create_model(name, **overrides)``.
 
-Every preset is a :class:`~vqkit.VQVAE` config (its constructor arguments) plus the source of its
+Every preset is a ``VQVAE`` config (its constructor arguments) plus the source of its
 numbers. Presets are registered under kind ``"model"``, so ``vqkit.build("model", name)`` and
 ``vqkit.list_models("vqvae-*")`` see them next to the model classes themselves.
 
@@ -203,7 +203,7 @@ def create_model(name: str, **overrides: Any) -> Any:
 
     Args:
         name: a preset (``"vqvae-celeba64"``) or a model class name (``"vqvae"``, which then
-            needs its constructor arguments as overrides); see :func:`list_models`.
+            needs its constructor arguments as overrides); see ``list_models``.
         **overrides: constructor arguments replacing or merging into the preset's.
 
     Raises:

@@ -1,9 +1,9 @@
 """The variational autoencoder for vectors (e.g. 2D toy data) and for images.
 
-Kingma & Welling, "Auto-Encoding Variational Bayes", arXiv:1312.6114. :class:`VAE` is the
+Kingma & Welling, "Auto-Encoding Variational Bayes", arXiv:1312.6114. ``VAE`` is the
 paper's MLP model; by default its decoder is a Gaussian with a learned diagonal covariance
 (the paper's continuous-data decoder), so ``sample(n, decoder_noise=True)`` draws from the full
-model p(x) = ∫ p(x|z) p(z) dz. :class:`ImageVAE` is a small convolutional VAE with 16-dimensional
+model p(x) = ∫ p(x|z) p(z) dz. ``ImageVAE`` is a small convolutional VAE with 16-dimensional
 latents and a unit-variance Gaussian decoder by default.
 
 Both are assembled from registry specs like ``VQVAE``: ``encoder`` / ``decoder`` name registered
@@ -48,7 +48,7 @@ class VAE(VAEBase, HubMixin):
 
     Shape:
         - Input: (B, data_dim)
-        - Output: :class:`~vqkit.vae.base.VAEOutput`; ``sample(n)`` gives (n, data_dim)
+        - Output: ``VAEOutput``; ``sample(n)`` gives (n, data_dim)
     """
 
     def __init__(
@@ -118,7 +118,7 @@ class ImageVAE(VAEBase, HubMixin):
 
     Shape:
         - Input: (B, in_channels, image_size, image_size)
-        - Output: :class:`~vqkit.vae.base.VAEOutput`; ``sample(n)`` gives
+        - Output: ``VAEOutput``; ``sample(n)`` gives
           (n, in_channels, image_size, image_size)
     """
 

@@ -3,8 +3,8 @@ evaluation.
 
 Kingma & Welling, "Auto-Encoding Variational Bayes", arXiv:1312.6114. The importance-weighted
 log-likelihood estimate is the bound of Burda et al., "Importance Weighted Autoencoders",
-arXiv:1509.00519. A subclass calls :meth:`VAEBase._setup` (latent size, likelihood, loss and
-prior) and :meth:`VAEBase._build_networks`, which builds ``self.encoder`` (x → (B, 2·latent_dim):
+arXiv:1509.00519. A subclass calls ``VAEBase._setup`` (latent size, likelihood, loss and
+prior) and ``VAEBase._build_networks``, which builds ``self.encoder`` (x → (B, 2·latent_dim):
 mean and log-variance of q(z|x)) and ``self.decoder`` (z → raw parameters of p(x|z), see
 ``vqkit.losses.likelihood``) from registry specs, as ``VQVAE`` does.
 
@@ -248,7 +248,7 @@ class VAEBase(nn.Module):
 
         Shape:
             - x: (B, *data_shape)
-            - Output: :class:`VAEOutput`
+            - Output: ``VAEOutput``
         """
         mu, logvar = self.encode(x)
         z = self.reparameterize(mu, logvar, generator)  # (B, L)

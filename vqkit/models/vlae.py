@@ -1,7 +1,7 @@
 """VLAE: a convolutional VAE whose prior p(z) is a MADE autoregressive flow.
 
 Chen et al., "Variational Lossy Autoencoder", arXiv:1611.02731: replacing the N(0, I) prior by an
-autoregressive-flow prior (:class:`~vqkit.autoregressive.flow.MADEFlowPrior`) makes the prior as
+autoregressive-flow prior (``MADEFlowPrior``) makes the prior as
 expressive as an inverse autoregressive flow posterior at the cost of one network pass. The
 objective is the negative ELBO
 
@@ -10,7 +10,7 @@ objective is the negative ELBO
 with both expectations estimated by the one reparameterised sample z ~ q(z|x) of each example (the
 KL has no closed form under a flow prior). The paper pairs the prior with a PixelCNN decoder of
 restricted receptive field; here the decoder is the factorised conv decoder of
-:class:`~vqkit.vae.vae.ImageVAE`.
+``ImageVAE``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ __all__ = ["VLAE"]
 class VLAE(ImageVAE):
     """Convolutional VAE with a learned MADE-flow prior, trained on the one-sample negative ELBO.
 
-    An :class:`~vqkit.models.vae.ImageVAE` whose ``prior`` defaults to
+    An ``ImageVAE`` whose ``prior`` defaults to
     ``{"type": "made_flow", "hidden_features": prior_hidden_features}`` (``dim`` wired to
     ``latent_dim``); ``log p(z)``, sampling and the KL estimate come from that prior.
 
@@ -49,7 +49,7 @@ class VLAE(ImageVAE):
 
     Shape:
         - Input: (B, in_channels, image_size, image_size)
-        - Output: :class:`~vqkit.models.vae_base.VAEOutput` whose ``kl`` is the one-sample
+        - Output: ``VAEOutput`` whose ``kl`` is the one-sample
           estimate log q(z|x) − log p(z) per example
     """
 

@@ -32,7 +32,7 @@ _RECON_LOSSES = ("mse", "l1")
 
 @dataclass
 class VQVAEOutput:
-    """What :meth:`VQVAE.forward` returns.
+    """What ``VQVAE.forward`` returns.
 
     Attributes:
         loss: total objective ``recon + quantizer.loss`` (scalar).
@@ -50,7 +50,7 @@ class VQVAEOutput:
 
 @dataclass
 class VQVAEPriorOutput:
-    """What :meth:`VQVAE.prior_loss` returns (the second training stage).
+    """What ``VQVAE.prior_loss`` returns (the second training stage).
 
     Attributes:
         loss: the prior's objective (scalar): for a likelihood prior, the NLL in nats per latent
@@ -115,7 +115,7 @@ class VQVAE(
         prior: optional prior spec over the ``(h, w)`` code grid, e.g.
             ``{"type": "gated_pixelcnn", "num_layers": 15}``.
         image_size: ``H`` or ``[H, W]`` of the training images; fixes the latent grid that
-            :meth:`generate` samples (optional otherwise).
+            ``generate`` samples (optional otherwise).
         reconstruction_loss: ``"mse"`` (the paper's Gaussian log-likelihood up to constants) or
             ``"l1"``.
         data_variance: the reconstruction loss is divided by it (Sonnet's VQ-VAE example
@@ -124,7 +124,7 @@ class VQVAE(
     Shape:
         - Input: (B, C, H, W)
         - Codes: (B, h, w) with ``h = H / f``, ``w = W / f`` for the encoder's downsampling ``f``
-        - Output: :class:`VQVAEOutput` with ``reconstruction`` (B, C, H, W)
+        - Output: ``VQVAEOutput`` with ``reconstruction`` (B, C, H, W)
     """
 
     family: ClassVar[str] = "discrete"

@@ -13,7 +13,7 @@ Two families, each registered as an ``"encoder"`` and a ``"decoder"``:
 Encoders map ``(B, C, H, W)`` images to ``(B, D, H / 2**n, W / 2**n)`` feature maps and decoders
 map them back; any channel count, non-square sizes and any number ``n`` of down/upsamplings
 (``H`` and ``W`` must be divisible by ``2**n``). Every block exposes ``in_channels``,
-``out_channels`` and ``downsample_factor`` / ``upsample_factor``, which :class:`vqkit.VQVAE` uses
+``out_channels`` and ``downsample_factor`` / ``upsample_factor``, which ``vqkit.VQVAE`` uses
 to wire and check sizes.
 """
 
@@ -67,7 +67,7 @@ def strided_convs(
     """The β-VAE / DCGAN downsampling stack: per width, a 4×4 stride-2 conv (halving H and W),
     an optional BatchNorm and the activation.
 
-    The one strided-conv stack of vqkit: :class:`ConvEncoder` (ReLU) and the continuous VAEs'
+    The one strided-conv stack of vqkit: ``ConvEncoder`` (ReLU) and the continuous VAEs'
     ``"vector_conv"`` encoder (BatchNorm + LeakyReLU) are built from it.
 
     Shape:
@@ -95,7 +95,7 @@ def strided_transposed_convs(
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
 ) -> list[nn.Module]:
-    """The mirror of :func:`strided_convs`: 4×4 stride-2 transposed convs from ``widths[0]``
+    """The mirror of ``strided_convs``: 4×4 stride-2 transposed convs from ``widths[0]``
     through ``widths[1:]`` to ``out_channels``, each but the last followed by an optional
     BatchNorm and the activation.
 
@@ -237,7 +237,7 @@ class ResNetEncoder(nn.Module):
 class ResNetDecoder(nn.Module):
     """VQ-VAE decoder: a 3×3 conv, a residual stack, then strided 4×4 transposed convs.
 
-    Mirrors :class:`ResNetEncoder`: the transposed convs output ``hidden_channels // 2`` except
+    Mirrors ``ResNetEncoder``: the transposed convs output ``hidden_channels // 2`` except
     the last, which outputs the image channels; ``num_upsamples=0`` ends with a 3×3 conv.
 
     Args:
@@ -374,7 +374,7 @@ class ConvEncoder(nn.Module):
 
 @register("decoder", "conv")
 class ConvDecoder(nn.Module):
-    """Mirror of :class:`ConvEncoder`: a 1×1 conv, then ``n`` 4×4 stride-2 transposed convs.
+    """Mirror of ``ConvEncoder``: a 1×1 conv, then ``n`` 4×4 stride-2 transposed convs.
 
     Args:
         in_channels: latent channels ``D``.

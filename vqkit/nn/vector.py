@@ -8,7 +8,7 @@ Two families, each registered as an ``"encoder"`` and a ``"decoder"``:
   2017; Burgess et al., "Understanding disentangling in β-VAE", arXiv:1804.03599): 4×4 stride-2
   convolutions (optional BatchNorm, LeakyReLU 0.2) that halve the image at each layer, then a
   linear map of the flattened grid to a vector; the decoder mirrors it with a linear map and 4×4
-  stride-2 transposed convolutions. The conv layers are :func:`vqkit.nn.blocks.strided_convs`,
+  stride-2 transposed convolutions. The conv layers are ``vqkit.nn.blocks.strided_convs``,
   the same stack as the ``"conv"`` encoder's.
 
 Every class is an ``nn.Sequential`` (so state_dict keys are ``0.weight``, ``1.weight``, …, those of
@@ -218,7 +218,7 @@ class ConvVectorEncoder(nn.Sequential):
 
 @register("decoder", "vector_conv")
 class ConvVectorDecoder(nn.Sequential):
-    """The mirror of :class:`ConvVectorEncoder`: a linear map to the smallest grid, then 4×4
+    """The mirror of ``ConvVectorEncoder``: a linear map to the smallest grid, then 4×4
     stride-2 transposed convs (``hidden_dims`` is given encoder-wise, small to large).
 
     Args:
@@ -280,7 +280,7 @@ class ConvVectorDecoder(nn.Sequential):
 def mlp(
     in_features: int, hidden_dims: Sequence[int], out_features: int, device=None, dtype=None
 ) -> nn.Sequential:
-    """Linear → SiLU → ... → Linear (an :class:`MLPEncoder`; kept for the 0.1 import path).
+    """Linear → SiLU → ... → Linear (an ``MLPEncoder``; kept for the 0.1 import path).
 
     Shape:
         - Input: (B, in_features)
@@ -298,7 +298,7 @@ def conv_encoder(
     device=None,
     dtype=None,
 ) -> nn.Sequential:
-    """A :class:`ConvVectorEncoder` (kept for the 0.1 import path).
+    """A ``ConvVectorEncoder`` (kept for the 0.1 import path).
 
     Shape:
         - Input: (B, in_channels, image_size, image_size)
@@ -318,7 +318,7 @@ def conv_decoder(
     device=None,
     dtype=None,
 ) -> nn.Sequential:
-    """A :class:`ConvVectorDecoder` (kept for the 0.1 import path).
+    """A ``ConvVectorDecoder`` (kept for the 0.1 import path).
 
     Shape:
         - Input: (B, in_features)

@@ -4,10 +4,10 @@ Figures and their units:
 
 - ``mse``: mean over images of the per-image mean squared error (pixels in ``[0, 1]``);
 - ``psnr``: mean over images of ``10 · log10(1 / MSE_image)`` in dB;
-- ``ssim``: mean over images of :func:`~vqkit.train.metrics.ssim` (scikit-image conventions,
+- ``ssim``: mean over images of ``ssim`` (scikit-image conventions,
   7×7 uniform window, or the largest odd window that fits smaller images);
 - ``codebook_usage``, ``codebook_perplexity``, ``dead_codes``: counts over every code of every
-  image (:class:`~vqkit.train.metrics.CodebookUsage`);
+  image (``CodebookUsage``);
 - ``prior_nll``: an exact-likelihood prior's NLL of a code grid in nats per image;
   ``bits_per_latent``: ``prior_nll / (h · w · ln 2)``, bits per latent position (the same
   figure is also written as ``prior_bits_per_dim``, its 0.1 name);
@@ -141,7 +141,7 @@ def evaluate_prior(
 
     Returns ``prior_nll`` (nats per grid), ``bits_per_latent`` (bits per latent position) and
     ``prior_bits_per_dim`` (the same figure under its 0.1 name). For a prior without an exact
-    likelihood use :func:`evaluate_prior_loss`; :func:`evaluate_model` picks the right one from
+    likelihood use ``evaluate_prior_loss``; ``evaluate_model`` picks the right one from
     ``prior.exact_likelihood``.
     """
     device = _device(prior)

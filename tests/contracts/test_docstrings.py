@@ -1,0 +1,38 @@
+"""The docstrings of the contract, registry, model, block and loss modules render on the API page
+(mkdocstrings, Markdown): no raw Sphinx roles such as :class:`X`, which show up as text."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2] / "vqkit"
+FILES = [
+    ROOT / "contracts.py",
+    ROOT / "_registry.py",
+    ROOT / "_utils.py",
+    ROOT / "train" / "evaluate.py",
+    ROOT / "train" / "metrics.py",
+    *sorted((ROOT / "models").glob("*.py")),
+    *sorted((ROOT / "nn").glob("*.py")),
+    *sorted((ROOT / "vae").glob("*.py")),
+    *sorted((ROOT / "losses").glob("*.py")),
+]
+ROLE = re.compile(r":(?:class|meth|func|data|mod|attr|obj|exc):`")
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.relative_to(ROOT.parent).as_posix())
+def test_no_raw_sphinx_roles(path):
+    lines = [
+        f"{number}: {line.strip()}"
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if ROLE.search(line)
+    ]
+    assert not lines, "raw Sphinx roles render as text on the API page:\n" + "\n".join(lines)
+
+
+def test_the_pattern_finds_a_role():
+    assert ROLE.search("see :class:`~vqkit.VQVAE`")
+    assert not ROLE.search("see ``VQVAE``")
