@@ -17,12 +17,13 @@ codebases that average the reconstruction over pixels (``F.mse_loss``) instead.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from vqkit._checks import check_real_device
+from vqkit._checks import check_bool, check_real_device
 from vqkit._registry import register
 
 __all__ = [
@@ -154,7 +155,7 @@ class CapacityKL(nn.Module):
             if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
                 raise ValueError(f"CapacityKL: capacity_steps must be an int >= 1, got {steps!r}")
             self.capacity_steps = steps
-        self.auto_step = bool(auto_step)
+        self.auto_step = check_bool("CapacityKL", "auto_step", auto_step)
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
 
     @property
@@ -183,6 +184,11 @@ class CapacityKL(nn.Module):
             raise ValueError(
                 f"CapacityKL expects recon_nll and kl of the same shape (B,), got "
                 f"{tuple(recon_nll.shape)} and {tuple(kl.shape)}"
+            )
+        if recon_nll.shape[0] == 0:
+            raise ValueError(
+                "CapacityKL received an empty batch (B = 0); its terms are batch means and are "
+                "undefined for none"
             )
         rec = at_least_float32(recon_nll).mean()
         kl_mean = at_least_float32(kl).mean()
@@ -260,7 +266,12 @@ def kld_weight_to_beta(
 
 
 def _non_negative(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
         raise ValueError(f"CapacityKL: {name} must be a number >= 0, got {value!r}")
     return float(value)
 

@@ -21,7 +21,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from vqkit._checks import check_real_device
+from vqkit._checks import check_bool, check_generator, check_real_device
 from vqkit._registry import build
 from vqkit.losses.kl import at_least_float32, gaussian_kl
 from vqkit.losses.likelihood import Likelihood, get_likelihood
@@ -163,6 +163,11 @@ class VAEBase(nn.Module):
                 f"{cls} expects {name} of shape (B, {expected}), got {tuple(x.shape)}"
                 f"{self._shape_hint(tuple(x.shape))}"
             )
+        if x.shape[0] == 0:
+            raise ValueError(
+                f"{cls} received an empty batch (B = 0); its loss is a mean over examples and "
+                "is undefined for none"
+            )
         if torch.compiler.is_compiling():
             return  # value checks cost a host sync: one per call in eager mode, none compiled
         unit_interval = self.likelihood.name == "bernoulli"
@@ -246,10 +251,16 @@ class VAEBase(nn.Module):
     def forward(self, x: Tensor, generator: torch.Generator | None = None) -> VAEOutput:
         """Encode, sample z, decode, and evaluate the configured loss.
 
+        Raises:
+            TypeError: ``x`` is not a floating-point tensor, or ``generator`` is not one.
+            ValueError: ``x`` has the wrong shape, no examples, non-finite values (or values
+                outside [0, 1] for a Bernoulli decoder), or is on the ``meta`` device.
+
         Shape:
             - x: (B, *data_shape)
             - Output: ``VAEOutput``
         """
+        check_generator(type(self).__name__, generator)
         mu, logvar = self.encode(x)
         z = self.reparameterize(mu, logvar, generator)  # (B, L)
         out = self.decoder(z)  # (B, num_params·C, ...)
@@ -281,6 +292,8 @@ class VAEBase(nn.Module):
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"sample expects a positive int number of samples, got {n!r}")
+        check_generator(f"{type(self).__name__}.sample", generator)
+        check_bool(f"{type(self).__name__}.sample", "decoder_noise", decoder_noise)
         out = self.decoder(self.sample_prior(n, generator))
         if decoder_noise:
             return self.likelihood.sample(out, generator)
@@ -335,6 +348,7 @@ class VAEBase(nn.Module):
             - Output: (B,)
         """
         _check_num_samples(num_samples)
+        check_generator(type(self).__name__, generator)
         mu, logvar = self.encode(x)
         total = 0.0
         for _ in range(num_samples):
@@ -357,6 +371,7 @@ class VAEBase(nn.Module):
             - Output: (B,)
         """
         _check_num_samples(num_samples)
+        check_generator(type(self).__name__, generator)
         mu, logvar = self.encode(x)
         log_w = []
         for _ in range(num_samples):

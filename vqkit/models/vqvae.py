@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vqkit._checks import check_generator, check_number, check_positive_int, check_real_device
 from vqkit._hub import HubMixin
 from vqkit._registry import build, register
 from vqkit._utils import eval_mode
@@ -76,6 +77,24 @@ def _check_grid_codes(quantizer: str, indices: torch.Tensor) -> None:
             f"a prior models one (h, w) grid of codes, but {quantizer} gives {depth} codes per "
             f"position (indices of shape {tuple(indices.shape)}); use a single-codebook "
             "quantizer ('vq', 'fsq') with a prior, or prior=None"
+        )
+
+
+def _check_images(x: Any) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"VQVAE expects images as a tensor (B, C, H, W), got {type(x).__name__}")
+    check_real_device("VQVAE", x, "images")
+    if not x.is_floating_point():
+        raise TypeError(
+            f"VQVAE expects floating-point images, got {x.dtype} (convert integer images with "
+            "x.float() / 255)"
+        )
+    if x.dim() != 4:
+        raise ValueError(f"VQVAE expects images of shape (B, C, H, W), got {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError(
+            "VQVAE received an empty batch (B = 0); its loss is a mean over images and is "
+            "undefined for none"
         )
 
 
@@ -140,14 +159,14 @@ class VQVAE(
         data_variance: float = 1.0,
     ) -> None:
         super().__init__()
-        if reconstruction_loss not in _RECON_LOSSES:
+        if not isinstance(reconstruction_loss, str) or reconstruction_loss not in _RECON_LOSSES:
             raise ValueError(
                 f"reconstruction_loss must be one of {_RECON_LOSSES}, got {reconstruction_loss!r}"
             )
-        if not isinstance(data_variance, (int, float)) or not data_variance > 0:
-            raise ValueError(f"data_variance must be a positive number, got {data_variance!r}")
         self.reconstruction_loss = reconstruction_loss
-        self.data_variance = float(data_variance)
+        self.data_variance = check_number(
+            "VQVAE", "data_variance", data_variance, low=0, low_open=True
+        )
         self.image_size = _image_size(image_size)
 
         enc, quant, dec = (
@@ -253,8 +272,13 @@ class VQVAE(
         """Encode, quantize, decode; the loss is reconstruction + quantizer loss.
 
         Args:
-            x: images (B, C, H, W).
+            x: images (B, C, H, W), floating point, at least one.
+
+        Raises:
+            TypeError: ``x`` is not a floating-point tensor.
+            ValueError: ``x`` is on the ``meta`` device, empty, or of the wrong shape.
         """
+        _check_images(x)
         z_e = self.encoder(x)  # (B, D, h, w)
         q = self.quantizer(z_e)
         x_hat = self.decoder(q.quantized)  # (B, C, H, W)
@@ -273,6 +297,7 @@ class VQVAE(
     @torch.no_grad()
     def encode_indices(self, x: torch.Tensor) -> torch.Tensor:
         """Code indices of ``x`` (B, C, H, W) → (B, h, w), without gradients or EMA updates."""
+        _check_images(x)
         z_e = self.encoder(x)  # (B, D, h, w)
         with eval_mode(self.quantizer):  # never move EMA statistics or reseed codes here
             return self.quantizer(z_e).indices  # (B, h, w)
@@ -281,6 +306,9 @@ class VQVAE(
         """Images from code indices (B, h, w) → (B, C, H, W)."""
         if not isinstance(indices, torch.Tensor) or indices.dtype.is_floating_point:
             raise TypeError(f"indices must be an integer tensor, got {indices!r:.60}")
+        if indices.dtype == torch.bool:
+            raise TypeError("indices must be an integer tensor, got a bool tensor")
+        check_real_device("VQVAE", indices, "indices")
         z_q = self.quantizer.decode(indices)  # (B, D, h, w)
         return self.decoder(z_q)
 
@@ -347,6 +375,13 @@ class VQVAE(
         prior = self._require_prior("generate")
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
+        check_number("VQVAE.generate", "temperature", temperature, low=0, low_open=True)
+        check_generator("VQVAE.generate", generator)
+        if latent_size is not None:
+            if not isinstance(latent_size, (tuple, list)) or len(latent_size) != 2:
+                raise ValueError(f"latent_size must be (h, w), got {latent_size!r}")
+            for side in latent_size:
+                check_positive_int("VQVAE.generate", "latent_size", side)
         size = latent_size if latent_size is not None else self.latent_size
         if size is None:
             raise ValueError(
