@@ -7,9 +7,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 from torch import nn
 
 import vqkit
+import vqkit.contracts
 from vqkit import _registry
 
 
@@ -235,3 +237,110 @@ def test_broken_plugin_warns_and_is_skipped(tmp_path, monkeypatch):
     assert "ok_loss" in names  # the good plugin still loads
     with pytest.raises(KeyError, match="unknown loss 'missing_loss'"):
         vqkit.get("loss", "missing_loss")  # plugins are not retried on every miss
+
+
+# ------------------------------------------------------------------------------- contracts
+def test_register_checks_a_class_against_its_kind_contract():
+    class HalfPrior(nn.Module):
+        domain = "codes"
+
+        def log_prob(self, x, cond=None): ...
+
+    with pytest.raises(vqkit.contracts.ContractError) as info:
+        vqkit.register("prior", "my_prior")(HalfPrior)
+    assert str(info.value) == (
+        "prior 'my_prior' does not satisfy the prior contract (vqkit/contracts.py): missing "
+        "method loss(), method sample(), attribute 'exact_likelihood'"
+    )
+    assert isinstance(info.value, TypeError)
+    assert "my_prior" not in _registry._REGISTRY["prior"]  # nothing half-registered
+
+    class NoDecode(nn.Module):
+        pass
+
+    with pytest.raises(TypeError, match=r"quantizer 'nodecode'.*missing method decode\(\)"):
+        vqkit.register("quantizer")(NoDecode)
+
+
+def test_build_checks_the_instance_attributes_and_factories():
+    class Bare(nn.Module):
+        def __init__(self, channels: int = 3):
+            super().__init__()
+            self.in_channels = channels
+
+    vqkit.register("encoder", "bare")(Bare)  # the class has forward(); attributes come later
+    with pytest.raises(
+        TypeError,
+        match=r"encoder 'bare' does not satisfy the encoder contract \(vqkit/contracts.py\): "
+        r"missing attribute 'out_channels', attribute 'downsample_factor'",
+    ):
+        vqkit.build("encoder", "bare")
+    with pytest.raises(TypeError, match=r"encoder 'Bare'.*attribute 'out_channels'"):
+        vqkit.build("encoder", Bare())  # a built module is checked too
+
+    def make_model():
+        return nn.Linear(2, 2)  # a factory: checked when built
+
+    vqkit.register("model", "linear_factory")(make_model)
+    with pytest.raises(TypeError, match=r"model 'linear_factory'.*attribute 'family'"):
+        vqkit.build("model", "linear_factory")
+
+
+def test_a_model_family_and_a_prior_domain_must_be_known():
+    class Odd(nn.Module):
+        family = "quantum"
+
+    with pytest.raises(TypeError, match=r"family must be one of \['discrete', 'continuous'\]"):
+        vqkit.register("model", "odd")(Odd)
+
+    class Elsewhere(nn.Module):
+        domain, exact_likelihood = "pixels", True
+
+        def loss(self, x, cond=None): ...
+
+        def log_prob(self, x, cond=None): ...
+
+        def sample(self, n, size=None, **options): ...
+
+    with pytest.raises(TypeError, match="domain must be 'codes' or 'continuous', got 'pixels'"):
+        vqkit.register("prior", "elsewhere")(Elsewhere)
+
+
+def test_discriminator_is_a_kind():
+    assert "discriminator" in vqkit.KINDS
+
+    class Patch(nn.Module):
+        def __init__(self, in_channels: int = 3):
+            super().__init__()
+            self.in_channels = in_channels
+            self.net = nn.Conv2d(in_channels, 1, 4, stride=2, padding=1)
+
+        def forward(self, x):
+            return self.net(x)
+
+    vqkit.register("discriminator", "patch")(Patch)
+    assert vqkit.build("discriminator", "patch")(torch.zeros(1, 3, 8, 8)).shape == (1, 1, 4, 4)
+
+
+def test_a_plugin_part_that_breaks_its_contract_is_skipped_with_a_warning(tmp_path, monkeypatch):
+    make_distribution(
+        tmp_path,
+        "vqkit-halfway",
+        "vqkit_halfway_plugin",
+        """
+        [vqkit.plugins]
+        halfway = vqkit_halfway_plugin
+        """,
+        """
+        from torch import nn
+        import vqkit
+
+        @vqkit.register("quantizer", "halfway_vq")
+        class HalfwayVQ(nn.Module):
+            pass
+        """,
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.warns(RuntimeWarning, match=r"plugin 'halfway'.*missing method decode\(\)"):
+        names = vqkit.list_registered("quantizer")
+    assert "halfway_vq" not in names

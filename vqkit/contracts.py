@@ -18,8 +18,11 @@ Kinds and what they declare::
                    family "continuous": a latent-variable model (VAE, β-VAE, VLAE)
 
 ``REQUIREMENTS`` lists, per kind, the methods a registered class must define and the
-attributes a built instance must carry; ``contract_problems`` checks an object against them
-and says what is missing.
+attributes a built instance must carry (``CLASS_ATTRIBUTES``: those a class must already declare;
+``FAMILY_REQUIREMENTS``: the extra ones of each model family); ``contract_problems`` checks an
+object against them and says what is missing. The registry calls ``check_contract`` on every
+class it registers and every part it builds, which raises ``ContractError`` (a ``TypeError``)
+naming the kind, the name and each missing item.
 """
 
 from __future__ import annotations
