@@ -36,3 +36,16 @@ def test_no_raw_sphinx_roles(path):
 def test_the_pattern_finds_a_role():
     assert ROLE.search("see :class:`~vqkit.VQVAE`")
     assert not ROLE.search("see ``VQVAE``")
+
+
+def test_every_public_name_is_on_the_api_page():
+    import vqkit
+
+    api = (ROOT.parent / "docs" / "api.md").read_text(encoding="utf-8")
+    documented = {m.rsplit(".", 1)[-1] for m in re.findall(r"^::: ([\w.]+)", api, re.MULTILINE)}
+    documented |= {"KINDS", "__version__"}  # described in the page's text
+    assert "vqkit.KINDS" in api
+    missing = [name for name in vqkit.__all__ if name not in documented]
+    assert not missing, f"public names missing from docs/api.md: {missing}"
+    private = re.findall(r"^::: (vqkit\._[\w.]+)", api, re.MULTILINE)
+    assert not private, f"docs/api.md shows private import paths: {private}"
