@@ -239,7 +239,12 @@ def load_model(source: str, *, model_class: str = "vqvae", device: str | None = 
     path = Path(source)
     if path.is_dir():
         if (path / "config.json").is_file() and (path / "model").is_dir():
-            return load_run_model(path, device=device)
+            try:
+                return load_run_model(path, device=device)
+            except Exception as exc:  # corrupt or tampered files: say which folder
+                raise CLIError(
+                    f"cannot load the model of the run {source!r} ({one_line(exc)})", FAILURE
+                ) from exc
         if not (path / "config.json").is_file():
             raise CLIError(
                 f"{source!r} is neither a run folder written by `vqkit train` nor a saved model "
@@ -259,14 +264,15 @@ def load_model(source: str, *, model_class: str = "vqvae", device: str | None = 
         cls = vqkit.get("model", model_class)
     except KeyError as exc:
         raise CLIError(f"--model-class: {one_line(exc)}") from None
-    try:
-        model = cls.from_pretrained(source)
-    except OSError as exc:  # huggingface_hub's network and HTTP errors are OSErrors
-        raise CLIError(
-            f"cannot load {source!r} from the Hugging Face Hub ({type(exc).__name__}: "
-            f"{one_line(exc)}); check the repo id and the network, or pass a local folder",
-            FAILURE,
-        ) from None
+    if path.is_dir():
+        try:
+            model = cls.from_pretrained(source)
+        except Exception as exc:
+            raise CLIError(
+                f"cannot load the model in {source!r} ({one_line(exc)})", FAILURE
+            ) from exc
+    else:
+        model = _from_hub(cls, source)
     return model.to(device or "cpu").eval()
 
 
@@ -279,3 +285,43 @@ def _looks_like_repo_id(text: str) -> bool:
         and not text.startswith((".", "~"))
         and set(owner + name) <= allowed
     )
+
+
+def _from_hub(cls: Any, repo_id: str):
+    """``cls.from_pretrained(repo_id)``: from the local cache if it is there, else from the Hub
+    after a quick check that the Hub can be reached (instead of minutes of retries)."""
+    import logging
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)  # no retry chatter on stderr
+    try:
+        return cls.from_pretrained(repo_id, local_files_only=True)
+    except (OSError, ValueError):
+        pass  # not cached (or a stale cache): download
+    endpoint = urlparse(constants.ENDPOINT)
+    host, port = endpoint.hostname or "huggingface.co", endpoint.port or 443
+    if constants.HF_HUB_OFFLINE:
+        raise CLIError(
+            f"{repo_id!r} is not in the local Hub cache and HF_HUB_OFFLINE is set; unset it to "
+            "download, or pass a local folder",
+            FAILURE,
+        )
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except OSError as exc:
+        raise CLIError(
+            f"cannot reach the Hugging Face Hub at {host} ({one_line(exc)}) and {repo_id!r} is "
+            "not in the local cache; check the network (or HF_ENDPOINT), or pass a local folder",
+            FAILURE,
+        ) from None
+    try:
+        return cls.from_pretrained(repo_id)
+    except OSError as exc:  # huggingface_hub's HTTP errors are OSErrors
+        raise CLIError(
+            f"cannot load {repo_id!r} from the Hugging Face Hub ({type(exc).__name__}: "
+            f"{one_line(exc)}); check the repo id, its access rights and your token",
+            FAILURE,
+        ) from None

@@ -93,11 +93,13 @@ def load_run_model(run: str | Path, *, device: str | None = None) -> nn.Module:
     if not config_file.is_file():
         raise FileNotFoundError(f"{str(run)!r} is not a vqkit run folder: no config.json")
     try:
-        name = json.loads(config_file.read_text())["model"]["class"]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
-        raise ValueError(
-            f"{config_file} is not a run's config.json (no model class: {exc!r:.80})"
-        ) from None
+        record = json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{config_file} is not valid JSON ({exc})") from None
+    model_entry = record.get("model") if isinstance(record, dict) else None
+    name = model_entry.get("class") if isinstance(model_entry, dict) else None
+    if not isinstance(name, str):
+        raise ValueError(f"{config_file} is not a run's config.json: it names no model class")
     if not (run / "model").is_dir():
         raise FileNotFoundError(f"{str(run)!r} has no trained model yet (no model/ folder)")
     model = get("model", name).from_pretrained(str(run / "model"))

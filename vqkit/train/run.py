@@ -195,19 +195,27 @@ class RunSpec:
         if "subset" in data and "subset_fraction" not in data:  # 0.1.0's examples wrote "subset"
             data["subset_fraction"] = data.pop("subset")
         model_entry = record["model"]
-        if not isinstance(model_entry, dict) or not isinstance(model_entry.get("config"), dict):
+        if not isinstance(model_entry, dict):
+            raise ValueError(f"{_OWNER}: 'model' must be a JSON object, got {model_entry!r:.80}")
+        if isinstance(model_entry.get("overrides"), dict) and "name" in model_entry:
+            # A run folder of this version: the name and overrides the run was given (the
+            # resolved class and config beside them are what they build on the same data).
+            name, config = model_entry["name"], model_entry["overrides"]
+        elif isinstance(model_entry.get("config"), dict):
+            # to_dict()'s {"name", "config"}, or 0.1.0's resolved {"class", "config"}.
+            name, config = model_entry.get("name", model_entry.get("class")), model_entry["config"]
+        else:
             raise ValueError(
                 f"{_OWNER}: 'model' must be {{'class' or 'name': ..., 'config': {{...}}}}, "
                 f"got {model_entry!r:.80}"
             )
-        name = model_entry.get("class", model_entry.get("name"))
         prior = record.get("prior_train")
         # 0.1.0's runs seeded the model with the data seed (one --seed for everything).
         seed = record.get("seed", record["data"].get("seed", 0))
         return cls(
             data=DataSpec(**data),
             model=name,
-            model_config=copy.deepcopy(model_entry["config"]),
+            model_config=copy.deepcopy(config),
             train=TrainConfig(**_only_fields(TrainConfig, "train", record["train"])),
             prior_train=None
             if prior is None
@@ -475,7 +483,7 @@ def train_run(spec: RunSpec, out_dir: str | Path, *, command: str | None = None)
     try:
         model = build_run_model(spec, train.sample_shape)
     except (ValueError, TypeError, KeyError) as exc:
-        raise RunSpecError(f"model {spec.model!r}: {_message(exc)}") from exc
+        raise RunSpecError(_message(exc)) from exc  # the message names the model
     family = model.family
     if family == "discrete":
         if model.prior is not None and spec.prior_train is None:
