@@ -106,7 +106,8 @@ def test_config_and_training_options_do_not_mix(cli_run, capsys):
     argv = ["train", "--config", str(cli_run / "a" / "config.json"), "--lr", "0.1"]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--lr would change it" in err
+    assert err.count("\n") == 1
+    assert "--lr would change it" in err
 
 
 def test_spec_round_trips_through_its_dict():
@@ -195,10 +196,12 @@ def test_run_folders_of_0_1_0_are_read_by_eval_and_sample(tmp_path, capsys):
     run = _old_run_folder(tmp_path)
     spec = read_run_spec(run)
     assert spec.data == DataSpec("digits", subset_fraction=0.25)
-    assert spec.model == "vqvae" and spec.prior_train.patience == 5
+    assert spec.model == "vqvae"
+    assert spec.prior_train.patience == 5
     assert main(["eval", str(run)]) == 0
     metrics = json.loads(capsys.readouterr().out)
-    assert metrics["eval_split"] == "digits-val" and metrics["num_examples"] == 45
+    assert metrics["eval_split"] == "digits-val"
+    assert metrics["num_examples"] == 45
     assert main(["sample", str(run), "-n", "3", "--out", str(tmp_path / "s.png")]) == 0
     assert (tmp_path / "s.png").is_file()
 
@@ -259,7 +262,8 @@ def test_pictures_work_for_any_number_of_images(tmp_path, n):
         # Short rows are padded with blank tiles so each image sits above its reconstruction.
         assert image.size == ((8 * 10 + 2) * 8, (2 * rows * 10 + 2) * 8)
     assert ("interpolations" in pictures) == (n >= 2)
-    assert "samples" in pictures and "latent_maps" in pictures
+    assert "samples" in pictures
+    assert "latent_maps" in pictures
 
 
 class _MaskedTokenPrior(nn.Module):
@@ -304,7 +308,8 @@ def test_image_size_resizes_array_data_with_a_centre_crop(tmp_path):
     train, val, test = load_run_data(
         DataSpec(str(tmp_path / "wide.npy"), image_size=[2, 2], val_fraction=0.0)
     )
-    assert val is None and test is None
+    assert val is None
+    assert test is None
     assert train.data.shape == (3, 1, 2, 2)
     torch.testing.assert_close(train.data, torch.ones(3, 1, 2, 2))
     stretched, _, _ = load_run_data(
