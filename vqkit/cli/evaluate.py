@@ -60,7 +60,7 @@ def eval_data(args: argparse.Namespace):
                 raise CLIError("--image-size applies with --data (the run's data has its own size)")
             if not (Path(args.run) / "config.json").is_file():
                 raise CLIError(f"{args.run!r} is not a run folder: pass the data with --data")
-            return held_out(read_run_spec(args.run), args.split)
+            return held_out(read_run_spec(args.run).data, args.split)
         return held_out(
             DataSpec(args.data, image_size=args.image_size, val_fraction=0.0), args.split
         )

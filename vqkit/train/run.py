@@ -528,11 +528,11 @@ def train_run(spec: RunSpec, out_dir: str | Path, *, command: str | None = None)
     return train_vae_run(model, train, val, out, config=spec.train, test=test, run_config=record)
 
 
-def held_out(spec: RunSpec, split: str = "test") -> ArrayDataset:
-    """The data ``vqkit eval`` scores by default: the run's test split, else its validation
-    split (``split="test"``), or its training split (``split="train"``)."""
+def held_out(data: DataSpec, split: str = "test") -> ArrayDataset:
+    """The data ``vqkit eval`` scores: the test split of ``data`` (IDX sources), else its
+    validation split (``split="test"``), or its training split (``split="train"``)."""
     check_choice("held_out", "split", split, ("train", "test"))
-    train, val, test = load_run_data(spec.data)
+    train, val, test = load_run_data(data)
     if split == "train":
         return train
     return test if test is not None else (val if val is not None else train)
