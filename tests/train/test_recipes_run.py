@@ -83,9 +83,10 @@ def test_model_config_run_resizes_arrays_and_draws_every_picture(cli_run):
     assert config["model"]["config"]["image_size"] == [8, 8]
     for name in ("reconstructions", "samples", "interpolations", "latent_maps", "loss_curves"):
         assert (run / f"{name}.png").is_file(), name
-    # 9 images: two rows of originals, each above its reconstructions (tiles of 8·8 + 2 px, x8).
+    # 9 images: two rows of originals, each above its reconstructions (tiles of 8·8 + 2 px, x8),
+    # a 110-pixel column of row labels and a 22-pixel title bar.
     with Image.open(run / "reconstructions.png") as image:
-        assert image.size == ((8 * 10 + 2) * 8, (4 * 10 + 2) * 8)
+        assert image.size == ((8 * 10 + 2) * 8 + 110, (4 * 10 + 2) * 8 + 22)
 
 
 def test_replay_from_config_json_reproduces_the_metrics_exactly(cli_run, capsys):
@@ -260,7 +261,7 @@ def test_pictures_work_for_any_number_of_images(tmp_path, n):
     rows = math.ceil(n / 8)
     with Image.open(pictures["reconstructions"]) as image:
         # Short rows are padded with blank tiles so each image sits above its reconstruction.
-        assert image.size == ((8 * 10 + 2) * 8, (2 * rows * 10 + 2) * 8)
+        assert image.size == ((8 * 10 + 2) * 8 + 110, (2 * rows * 10 + 2) * 8 + 22)
     assert ("interpolations" in pictures) == (n >= 2)
     assert "samples" in pictures
     assert "latent_maps" in pictures

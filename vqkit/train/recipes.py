@@ -30,7 +30,15 @@ from vqkit.data.dataset import ArrayDataset
 from vqkit.train.checkpoint import write_json_atomic
 from vqkit.train.distributed import barrier, is_main_process
 from vqkit.train.evaluate import evaluate_model, reconstruct
-from vqkit.train.images import image_grid, loss_curves, palette_colours, save_image, scatter_plot
+from vqkit.train.images import (
+    code_legend,
+    image_grid,
+    labelled,
+    loss_curves,
+    palette_colours,
+    save_image,
+    scatter_plot,
+)
 from vqkit.train.trainer import LossOutput, TrainConfig, Trainer
 
 __all__ = [
@@ -139,7 +147,9 @@ def _curves(stages: dict[str, Path]):
             values = [(r["step"], r[key]) for r in history if key in r]
             if values:
                 series[key] = values
-        panels.append(loss_curves(series, title=f"{title}: loss per epoch", xlabel="step"))
+        panels.append(
+            loss_curves(series, title=f"{title}: loss per epoch", xlabel="step", ylabel="loss")
+        )
     width = sum(p.width for p in panels)
     canvas = Image.new("RGB", (width, max(p.height for p in panels)), "white")
     x = 0
@@ -203,8 +213,13 @@ def write_pictures(
         pictures["samples"] = save_image(scatter_plot(series), out_dir / "samples.png")
     else:
         scale = _scale_for(x.shape[-2])
+        row = (x.shape[-2] + 2) * scale  # one row of tiles with its padding
         x_hat = reconstruct(model, x).clamp(0, 1)
         grid = image_grid(_pairs(x, x_hat), nrow=8, scale=scale)
+        rows = ["input", "reconstruction"] * -(-x.shape[0] // 8)
+        grid = labelled(
+            grid, title=f"{data.name}: inputs and reconstructions", row_labels=rows, row_height=row
+        )
         pictures["reconstructions"] = save_image(grid, out_dir / "reconstructions.png")
         samples = None
         if discrete and model.prior is not None:
@@ -214,11 +229,14 @@ def write_pictures(
             samples = model.sample(64, generator=generator)
         if samples is not None:
             grid = image_grid(samples.clamp(0, 1), nrow=8, scale=scale)
-            pictures["samples"] = save_image(grid, out_dir / "samples.png")
+            title = "samples: prior codes, decoded" if discrete else "samples from the model"
+            pictures["samples"] = save_image(labelled(grid, title=title), out_dir / "samples.png")
         half = min(8, x.shape[0] // 2)
         if half:
             frames = _interpolations(model, x[:half], x[half : 2 * half], steps=10)
             grid = image_grid(frames.reshape(-1, *x.shape[1:]).clamp(0, 1), nrow=10, scale=scale)
+            title = "interpolations between two encodings, left to right"
+            grid = labelled(grid, title=title + (" (snapped to codes)" if discrete else ""))
             pictures["interpolations"] = save_image(grid, out_dir / "interpolations.png")
         if discrete:
             pictures["latent_maps"] = save_image(
@@ -252,11 +270,26 @@ def _latent_maps(model: nn.Module, x: torch.Tensor):
     colours = palette_colours(indices, model.codebook_size)  # (B, 3, h, w)
     colours = F.interpolate(colours, size=x.shape[-2:], mode="nearest")  # (B, 3, H, W)
     scale = _scale_for(x.shape[-2])
+    rows = -(-x.shape[0] // 8)
+    row = (x.shape[-2] + 2) * scale
     images = image_grid(x.clamp(0, 1), nrow=8, scale=scale).convert("RGB")
-    maps = image_grid(colours, nrow=8, scale=scale)
-    canvas = Image.new("RGB", (images.width, images.height + maps.height), "white")
+    images = labelled(
+        images,
+        title="inputs above their code index maps",
+        row_labels=["input"] * rows,
+        row_height=row,
+    )
+    maps = labelled(
+        image_grid(colours, nrow=8, scale=scale), row_labels=["codes"] * rows, row_height=row
+    )
+    counts = torch.bincount(indices.flatten().cpu(), minlength=model.codebook_size)
+    used = [int(c) for c in counts.argsort(descending=True)[:16] if counts[c] > 0]
+    legend = code_legend(used, model.codebook_size, width=max(images.width, 300))
+    width = max(images.width, legend.width)
+    canvas = Image.new("RGB", (width, images.height + maps.height + legend.height), "white")
     canvas.paste(images, (0, 0))
     canvas.paste(maps, (0, images.height))
+    canvas.paste(legend, (0, images.height + maps.height))
     return canvas
 
 
