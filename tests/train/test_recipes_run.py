@@ -318,3 +318,14 @@ def test_image_size_resizes_array_data_with_a_centre_crop(tmp_path):
     )
     assert stretched.data.shape == (3, 1, 4, 4)
     assert stretched.data[..., 0].max() < 0.5 < stretched.data[..., 1:3].min()
+
+
+def test_code_legend_swatches_have_the_map_colours():
+    from vqkit.train.images import code_legend, palette_colours
+
+    legend = code_legend([5, 0, 7], 8, width=300, columns=8)
+    cell = (300 - 12) // 8
+    for i, code in enumerate([5, 0, 7]):
+        expected = palette_colours(torch.tensor([[[code]]]), 8)[0, :, 0, 0] * 255
+        got = legend.getpixel((6 + i * cell + 6, 20 + 8))
+        assert tuple(round(v) for v in expected.tolist()) == got

@@ -220,7 +220,7 @@ def one_line(exc: BaseException) -> str:
 
 def missing_extra(exc: ImportError) -> str:
     """The one-line message for an optional dependency that is not installed."""
-    module = (getattr(exc, "name", None) or "").split(".")[0]
+    module = (exc.name or "").split(".")[0]
     install = EXTRAS.get(module)
     if install:
         return f"this needs the optional package {module!r}, which is not installed: {install}"

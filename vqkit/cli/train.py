@@ -246,12 +246,22 @@ def _explicit(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list
     return given
 
 
+def _data_name(spec: str) -> str:
+    """A short name of a data spec for the default run folder: digits, fashion-mnist,
+    gaussian_ring, or a folder's / file's name."""
+    name, _, arg = spec.partition(":")
+    if name in ("fashion-mnist", "mnist"):
+        return name
+    if name == "toy" and arg:
+        return arg
+    return Path(spec).stem or "data"
+
+
 def _out_dir(args: argparse.Namespace, spec) -> Path:
     if args.out:
         out = Path(args.out)
     else:
-        data_name = Path(spec.data.spec).stem if "/" in spec.data.spec else spec.data.spec
-        out = Path("runs") / f"{spec.model}-{data_name.split(':')[0]}"
+        out = Path("runs") / f"{spec.model}-{_data_name(spec.data.spec)}"
     writable_path(out, "--out")
     if args.new and out.exists():
         k = 2

@@ -269,7 +269,10 @@ def loss_curves(
         draw.line([left, yy, right, yy], fill=(230, 230, 230))
         label = _fmt(10**t) if log_y else _fmt(t)
         draw.text((left - 8 - 6 * len(label), yy - 6), label, fill="black", font=font)
-    for t in _ticks(x0, x1):
+    x_ticks = _ticks(x0, x1)
+    if all(float(x).is_integer() for x in xs):  # steps and epochs: no "2.5" ticks
+        x_ticks = [t for t in x_ticks if abs(t - round(t)) < 1e-9] or x_ticks
+    for t in x_ticks:
         xx, _ = px(t, y0)
         draw.line([xx, bottom, xx, bottom + 4], fill="black")
         draw.text((xx - 10, bottom + 6), _fmt(t), fill="black", font=font)
