@@ -220,7 +220,7 @@ def _tiny_spec(**changes) -> RunSpec:
     return spec
 
 
-def test_no_prior_run_saves_reports_and_draws_no_prior(tmp_path, capsys):
+def test_no_prior_run_saves_reports_and_draws_no_prior_and_keeps_its_folder(tmp_path, capsys):
     spec = _tiny_spec(prior_train=None)
     with pytest.raises(RunSpecError, match="untrained prior"):
         train_run(spec, tmp_path / "refused")
@@ -234,15 +234,10 @@ def test_no_prior_run_saves_reports_and_draws_no_prior(tmp_path, capsys):
     assert not (tmp_path / "run" / "prior").exists()
     assert main(["sample", str(tmp_path / "run")]) == 1
     assert "has no prior" in capsys.readouterr().err
-
-
-def test_a_folder_holding_another_run_is_refused(tmp_path):
-    spec = _tiny_spec(prior_train=None)
-    spec.model_config = {**spec.model_config, "prior": None}
-    train_run(spec, tmp_path)
+    # The folder now holds this run: a different one is refused, not mixed in.
     spec.train = TrainConfig(max_steps=2, epochs=None, batch_size=16, lr=0.5, progress=False)
     with pytest.raises(RunSpecError, match="differs in train"):
-        train_run(spec, tmp_path)
+        train_run(spec, tmp_path / "run")
 
 
 def test_train_vqvae_run_refuses_to_save_an_untrained_prior(tmp_path):
