@@ -85,6 +85,12 @@ USAGE = [
         ["train", "--model-config", '{"encoder": {"hidden_channels": -3}}', "--steps", "1"],
         "hidden_channels must be a positive integer, got -3",
     ),
+    (
+        ["train", "--model-config", '{"encoder": {"in_channels": 3}}', "--steps", "1"],
+        "the encoder's in_channels is 3 but the data has 1 channel(s)",
+    ),
+    (["train", "--data", "toy:gaussian_ring", "--image-size", "4"], "image_size applies to images"),
+    (["train", "--color", "gray"], "color='gray' applies to image folders only"),
     (["train", "--image-size", "0x8"], "image size must be N or HxW"),
     (["train", "--config", "{root}/nowhere.json"], "--config: no such file"),
     (["train", "--config", "{root}/garbage.json"], "--config:"),

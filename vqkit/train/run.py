@@ -223,7 +223,7 @@ class RunSpec:
             seed=seed,
         )
 
-    def with_placement(self, *, device: str | None = None, progress: bool | None = None):
+    def with_placement(self, *, device: str | None = None, progress: bool | None = None) -> RunSpec:
         """The same run on another device or with(out) progress bars (neither changes results
         on the same kind of device)."""
         changes: dict[str, Any] = {}
@@ -353,11 +353,15 @@ def resolve_model_config(spec: RunSpec, sample_shape: tuple[int, ...]) -> dict[s
     encoder = full.get("encoder")
     if isinstance(encoder, dict) and encoder.get("in_channels") != c:
         given = config.get("encoder")
-        if not (isinstance(given, dict) and "in_channels" in given):
-            config.setdefault("encoder", {}).setdefault("in_channels", c)
-            decoder = config.setdefault("decoder", {})
-            if isinstance(decoder, dict):
-                decoder.setdefault("out_channels", c)
+        if isinstance(given, dict) and "in_channels" in given:
+            raise ValueError(
+                f"{name}: the encoder's in_channels is {given['in_channels']} but the data has "
+                f"{c} channel(s); leave in_channels out to take it from the data"
+            )
+        config.setdefault("encoder", {}).setdefault("in_channels", c)
+        decoder = config.setdefault("decoder", {})
+        if isinstance(decoder, dict):
+            decoder.setdefault("out_channels", c)
     elif isinstance(encoder, str):
         config["encoder"] = {"type": encoder, "in_channels": c}
     return config
