@@ -60,8 +60,9 @@ __all__ = [
 #: Layout version of the ``config.json`` :meth:`RunSpec.to_dict` writes (0.1.0 wrote none: 1).
 SPEC_VERSION = 2
 _OWNER = "RunSpec"
-#: TrainConfig fields that place a run without changing its results.
-_PLACEMENT = ("device", "progress")
+#: TrainConfig fields that place a run without changing its results (a resume may change them;
+#: data-loading workers are among them once TrainConfig has them).
+_PLACEMENT = ("device", "progress", "num_workers", "pin_memory")
 
 
 class RunSpecError(ValueError):
