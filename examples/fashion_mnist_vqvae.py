@@ -26,26 +26,21 @@ from pathlib import Path
 
 import torch
 
-from vqkit import VQVAE
-from vqkit.data import FASHION_MNIST_PATH, load_fashion_mnist, subset, train_val_split
-from vqkit.train import TrainConfig, train_vqvae_run
+from vqkit.data import FASHION_MNIST_PATH
+from vqkit.train import DataSpec, RunSpec, TrainConfig, train_run
 
 
-def build_model(downsamples: int = 1) -> VQVAE:
+def model_config(downsamples: int = 1, prior: bool = True) -> dict:
     """K = 512 codes of dimension 32 on a (28 / 2**downsamples)² grid: 14×14 by default."""
     hidden = {"hidden_channels": 64, "num_residual_layers": 2, "residual_hidden_channels": 32}
-    return VQVAE(
-        encoder={"type": "resnet", "in_channels": 1, "num_downsamples": downsamples, **hidden},
-        quantizer={"type": "vq", "dim": 32, "codebook_size": 512},
-        decoder={"type": "resnet", "out_channels": 1, "num_upsamples": downsamples, **hidden},
-        prior={
-            "type": "gated_pixelcnn",
-            "hidden_channels": 32,
-            "num_layers": 6,
-            "head_channels": 128,
-        },
-        image_size=[28, 28],
-    )
+    gated = {"type": "gated_pixelcnn", "hidden_channels": 32, "num_layers": 6, "head_channels": 128}
+    return {
+        "encoder": {"type": "resnet", "in_channels": 1, "num_downsamples": downsamples, **hidden},
+        "quantizer": {"type": "vq", "dim": 32, "codebook_size": 512},
+        "decoder": {"type": "resnet", "out_channels": 1, "num_upsamples": downsamples, **hidden},
+        "prior": gated if prior else None,
+        "image_size": [28, 28],
+    }
 
 
 def main() -> None:
@@ -67,17 +62,6 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    train_all = load_fashion_mnist(args.data, "train")
-    test = load_fashion_mnist(args.data, "test")
-    test.name = "fashion-mnist-test"
-    if args.subset < 1:
-        train_all = subset(train_all, args.subset, seed=args.seed)
-        test = subset(test, args.subset, seed=args.seed)
-    train, val = train_val_split(train_all, 0.05, seed=args.seed)
-    print(f"train {len(train)}, val {len(val)}, test {len(test)} images of 28x28")
-
-    torch.manual_seed(args.seed)
-    model = build_model(args.downsamples)
     settings = {
         "batch_size": args.batch_size,
         "lr": args.lr,
@@ -86,20 +70,29 @@ def main() -> None:
         "seed": args.seed,
         "checkpoint_every": 100,
     }
-    start = time.perf_counter()
-    result = train_vqvae_run(
-        model,
-        train,
-        val,
-        args.out,
-        config=TrainConfig(epochs=args.epochs, **settings),
-        prior_config=TrainConfig(epochs=args.prior_epochs, **settings)
+    # The same run as `vqkit train --model vqvae --model-config ...`: its config.json replays it.
+    spec = RunSpec(
+        data=DataSpec(
+            f"fashion-mnist:{args.data}",
+            val_fraction=0.05,
+            subset_fraction=args.subset,
+            seed=args.seed,
+        ),
+        model="vqvae",
+        model_config=model_config(args.downsamples, prior=args.prior_epochs > 0),
+        train=TrainConfig(epochs=args.epochs, **settings),
+        prior_train=TrainConfig(epochs=args.prior_epochs, **settings)
         if args.prior_epochs
         else None,
-        test=test,
-        run_config={"data": {"spec": f"fashion-mnist:{args.data}", "subset": args.subset}},
+        seed=args.seed,
     )
+    start = time.perf_counter()
+    result = train_run(spec, args.out)
     minutes = (time.perf_counter() - start) / 60
+    data = json.loads((Path(args.out) / "config.json").read_text())["data"]
+    print(
+        f"train {data['num_train']}, val {data['num_val']}, test {data['num_test']} images of 28x28"
+    )
     m = result.metrics
     print(
         f"test: PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}, MSE {m['mse']:.5f}, "

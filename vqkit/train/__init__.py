@@ -19,13 +19,17 @@ from vqkit.train.recipes import (
     train_vqvae_run,
     write_pictures,
 )
+from vqkit.train.run import DataSpec, RunSpec, RunSpecError, read_run_spec, train_run
 from vqkit.train.trainer import LossOutput, TrainConfig, Trainer, TrainResult, default_objective
 
 __all__ = [
     "CodebookUsage",
+    "DataSpec",
     "DistInfo",
     "LossOutput",
     "RunResult",
+    "RunSpec",
+    "RunSpecError",
     "TrainConfig",
     "TrainResult",
     "Trainer",
@@ -45,11 +49,13 @@ __all__ = [
     "mse",
     "prior_objective",
     "psnr",
+    "read_run_spec",
     "save_checkpoint",
     "save_image",
     "scatter_plot",
     "setup_distributed",
     "ssim",
+    "train_run",
     "train_vae_run",
     "train_vqvae_run",
     "write_pictures",

@@ -14,8 +14,10 @@ if TYPE_CHECKING:
     import numpy as np
 
 __all__ = [
+    "code_legend",
     "image_grid",
     "index_map_grid",
+    "labelled",
     "loss_curves",
     "palette_colours",
     "save_image",
@@ -76,6 +78,69 @@ def image_grid(
     if scale > 1:
         image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
     return image
+
+
+def labelled(
+    image,
+    *,
+    title: str = "",
+    row_labels: Sequence[str] = (),
+    row_height: int | None = None,
+    label_width: int = 110,
+):
+    """``image`` with a title bar above it and a label left of each row (Pillow's default font).
+
+    Args:
+        image: a Pillow image (a grid from :func:`image_grid`).
+        title: drawn above the image; "" for none.
+        row_labels: one label per row of tiles, from the top; () for none.
+        row_height: pixel height of one row (default: the image height / number of labels).
+        label_width: width of the label column in pixels.
+
+    Returns:
+        A ``PIL.Image.Image`` in mode ``"RGB"``.
+    """
+    Image, ImageDraw, ImageFont = _pil()
+    font = ImageFont.load_default()
+    left = label_width if row_labels else 0
+    top = 22 if title else 0
+    canvas = Image.new("RGB", (image.width + left, image.height + top), "white")
+    canvas.paste(image.convert("RGB"), (left, top))
+    draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((left + 4, 5), title, fill="black", font=font)
+    if row_labels:
+        step = row_height or image.height / len(row_labels)
+        for i, label in enumerate(row_labels):
+            y = top + i * step + step / 2 - 6
+            draw.text((6, y), label, fill="black", font=font)
+    return canvas
+
+
+def code_legend(codes: Sequence[int], codebook_size: int, *, width: int, columns: int = 8):
+    """A legend strip: one swatch per code with its index, ``columns`` per row.
+
+    Args:
+        codes: code indices to show (e.g. the most frequent ones of a picture).
+        codebook_size: K, which fixes the palette (the colours of :func:`palette_colours`).
+        width: the strip's width in pixels.
+        columns: swatches per row.
+    """
+    Image, ImageDraw, ImageFont = _pil()
+    font = ImageFont.load_default()
+    palette = _palette(codebook_size)
+    rows = max(1, math.ceil(len(codes) / columns))
+    canvas = Image.new("RGB", (width, 20 + 18 * rows), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((6, 3), f"code index colours (K = {codebook_size}; most used shown)", fill="black")
+    cell = max(1, (width - 12) // columns)
+    for i, code in enumerate(codes):
+        r, c = divmod(i, columns)
+        x, y = 6 + c * cell, 20 + 18 * r
+        colour = tuple(int(v) for v in palette[int(code)])
+        draw.rectangle([x, y + 2, x + 12, y + 14], fill=colour, outline="black")
+        draw.text((x + 16, y + 2), str(int(code)), fill="black", font=font)
+    return canvas
 
 
 def _palette(k: int) -> np.ndarray:
@@ -140,6 +205,7 @@ def loss_curves(
     *,
     title: str = "",
     xlabel: str = "step",
+    ylabel: str = "",
     size: tuple[int, int] = (640, 400),
     log_y: bool = False,
 ):
@@ -149,6 +215,7 @@ def loss_curves(
         series: ``{"train/loss": [(step, value), ...], "val/loss": [...]}``.
         title: drawn above the chart.
         xlabel: name of the x axis.
+        ylabel: name of the y axis (drawn vertically left of the ticks); "" for none.
         size: ``(width, height)`` in pixels.
         log_y: logarithmic y axis (positive values only).
 
@@ -168,9 +235,14 @@ def loss_curves(
     if log_y:
         points = {k: [(x, math.log10(y)) for x, y in v if y > 0] for k, v in points.items()}
         points = {k: v for k, v in points.items() if v}
-    left, right, top, bottom = 70, width - 20, 30, height - 45
+    left, right, top, bottom = 70 + (16 if ylabel else 0), width - 20, 30, height - 45
     draw.text((left, 8), title, fill="black", font=font)
     draw.text(((left + right) // 2 - 10, height - 18), xlabel, fill="black", font=font)
+    if ylabel:
+        text = Image.new("RGB", (max(10, 7 * len(ylabel)), 14), "white")
+        ImageDraw.Draw(text).text((0, 0), ylabel, fill="black", font=font)
+        rotated = text.rotate(90, expand=True)
+        image.paste(rotated, (2, max(0, (top + bottom) // 2 - rotated.height // 2)))
     draw.rectangle([left, top, right, bottom], outline="black")
     if not points:
         draw.text((left + 10, top + 10), "no data", fill="black", font=font)
@@ -196,8 +268,11 @@ def loss_curves(
         _, yy = px(x0, t)
         draw.line([left, yy, right, yy], fill=(230, 230, 230))
         label = _fmt(10**t) if log_y else _fmt(t)
-        draw.text((5, yy - 6), label, fill="black", font=font)
-    for t in _ticks(x0, x1):
+        draw.text((left - 8 - 6 * len(label), yy - 6), label, fill="black", font=font)
+    x_ticks = _ticks(x0, x1)
+    if all(float(x).is_integer() for x in xs):  # steps and epochs: no "2.5" ticks
+        x_ticks = [t for t in x_ticks if abs(t - round(t)) < 1e-9] or x_ticks
+    for t in x_ticks:
         xx, _ = px(t, y0)
         draw.line([xx, bottom, xx, bottom + 4], fill="black")
         draw.text((xx - 10, bottom + 6), _fmt(t), fill="black", font=font)

@@ -17,7 +17,6 @@ A run folder holds::
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,12 +30,22 @@ from vqkit.data.dataset import ArrayDataset
 from vqkit.train.checkpoint import write_json_atomic
 from vqkit.train.distributed import barrier, is_main_process
 from vqkit.train.evaluate import evaluate_model, reconstruct
-from vqkit.train.images import image_grid, loss_curves, palette_colours, save_image, scatter_plot
+from vqkit.train.images import (
+    code_legend,
+    image_grid,
+    labelled,
+    loss_curves,
+    palette_colours,
+    save_image,
+    scatter_plot,
+)
 from vqkit.train.trainer import LossOutput, TrainConfig, Trainer
 
 __all__ = [
     "RunResult",
+    "encode_dataset",
     "load_run_model",
+    "model_config",
     "model_registry_name",
     "prior_objective",
     "train_vae_run",
@@ -57,11 +66,19 @@ class RunResult:
 
 
 def prior_objective(prior: nn.Module, codes: torch.Tensor) -> LossOutput:
-    """NLL of code grids ``(B, h, w)`` in nats per latent position (the loss), and in bits."""
-    nll = -prior.log_prob(codes.long())  # (B,) nats per grid
-    positions = codes[0].numel()
-    loss = nll.mean() / positions
-    return LossOutput(loss, {"nll": loss.detach(), "bits_per_dim": loss.detach() / math.log(2)})
+    """The prior stage's objective on a batch of codes: the prior's own ``loss`` (its contract,
+    :class:`vqkit.contracts.Prior`).
+
+    For a likelihood prior that is the NLL in nats per latent position with ``"nll"`` and
+    ``"bits_per_latent"`` among its terms (:func:`vqkit.contracts.likelihood_loss`); priors
+    without an exact likelihood (MaskGIT) train on their own objective in the same stage.
+
+    Shape:
+        - codes: ``(B, h, w)`` integer code grids (a ``"codes"`` prior) or ``(B, ...)`` latents
+    """
+    if prior.domain == "codes":
+        codes = codes.long()
+    return prior.loss(codes)
 
 
 def model_registry_name(model: nn.Module) -> str:
@@ -72,9 +89,9 @@ def model_registry_name(model: nn.Module) -> str:
     raise ValueError(f"{type(model).__name__} is not a registered model class")
 
 
-def _model_config(model: nn.Module) -> dict[str, Any]:
-    config = getattr(model, "_hub_mixin_config", None)
-    return json.loads(json.dumps(config, default=str)) if config is not None else {}
+def model_config(model: nn.Module) -> dict[str, Any]:
+    """The constructor arguments of a vqkit model (what its ``config.json`` holds), as JSON."""
+    return json.loads(json.dumps(model.hub_config, default=str))
 
 
 def load_run_model(run: str | Path, *, device: str | None = None) -> nn.Module:
@@ -83,14 +100,23 @@ def load_run_model(run: str | Path, *, device: str | None = None) -> nn.Module:
     config_file = run / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"{str(run)!r} is not a vqkit run folder: no config.json")
-    name = json.loads(config_file.read_text())["model"]["class"]
+    try:
+        record = json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{config_file} is not valid JSON ({exc})") from None
+    model_entry = record.get("model") if isinstance(record, dict) else None
+    name = model_entry.get("class") if isinstance(model_entry, dict) else None
+    if not isinstance(name, str):
+        raise ValueError(f"{config_file} is not a run's config.json: it names no model class")
+    if not (run / "model").is_dir():
+        raise FileNotFoundError(f"{str(run)!r} has no trained model yet (no model/ folder)")
     model = get("model", name).from_pretrained(str(run / "model"))
     return model.to(device or "cpu").eval()
 
 
 @torch.no_grad()
 def encode_dataset(model: nn.Module, data: ArrayDataset, batch_size: int = 256) -> ArrayDataset:
-    """Code grids ``(N, h, w)`` of the frozen model for every image of ``data``."""
+    """Code grids ``(N, h, w)`` of the frozen discrete model for every image of ``data``."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -121,7 +147,9 @@ def _curves(stages: dict[str, Path]):
             values = [(r["step"], r[key]) for r in history if key in r]
             if values:
                 series[key] = values
-        panels.append(loss_curves(series, title=f"{title}: loss per epoch", xlabel="step"))
+        panels.append(
+            loss_curves(series, title=f"{title}: loss per epoch", xlabel="step", ylabel="loss")
+        )
     width = sum(p.width for p in panels)
     canvas = Image.new("RGB", (width, max(p.height for p in panels)), "white")
     x = 0
@@ -135,6 +163,18 @@ def _scale_for(h: int, target: int = 64) -> int:
     return max(1, target // h)
 
 
+def _pairs(x: torch.Tensor, x_hat: torch.Tensor, per_row: int = 8) -> torch.Tensor:
+    """Rows of up to ``per_row`` originals, each above a row of their reconstructions; a short
+    last row is padded with blank (white) tiles so that every image sits above its own."""
+    n = x.shape[0]
+    rows = -(-n // per_row)
+    pad = rows * per_row - n
+    blank = torch.ones(pad, *x.shape[1:], dtype=x.dtype, device=x.device)
+    top = torch.cat([x, blank]).view(rows, per_row, *x.shape[1:])  # (R, 8, C, H, W)
+    bottom = torch.cat([x_hat, blank]).view(rows, per_row, *x.shape[1:])
+    return torch.stack([top, bottom], 1).reshape(-1, *x.shape[1:])  # (2·R·8, C, H, W)
+
+
 @torch.no_grad()
 def write_pictures(
     model: nn.Module,
@@ -145,46 +185,60 @@ def write_pictures(
     seed: int = 0,
     num: int = 32,
 ) -> dict[str, Path]:
-    """Write the PNGs that apply to ``model`` into ``out_dir``; returns ``{name: path}``."""
+    """Write the PNGs that apply to ``model`` into ``out_dir``; returns ``{name: path}``.
+
+    What is drawn follows the model's declared contract (:mod:`vqkit.contracts`): every model
+    gets reconstructions (images) or a data-against-samples scatter (2-D points); a discrete
+    model gets latent index maps, interpolations through its codes, and samples only when it
+    has a prior; a continuous model gets samples and latent interpolations. Works for any
+    number of images in ``data`` (at least one).
+    """
     out_dir = Path(out_dir)
+    if len(data) == 0:
+        raise ValueError(f"write_pictures needs at least one sample, {data.name} is empty")
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     pictures: dict[str, Path] = {}
     x = data.data[:num].to(device)
     generator = torch.Generator(device=device).manual_seed(seed)
+    discrete = model.family == "discrete"
     if x.ndim == 2:  # 2-D points: data against samples
         n = min(len(data), 2000)
         series = {"data": data.data[:n].cpu()}
-        if hasattr(model, "sample"):
+        if not discrete:
             # Points are drawn with the decoder's noise: its means alone lie on a curve.
-            try:
-                drawn = model.sample(n, generator=generator, decoder_noise=True)
-            except TypeError:
-                drawn = model.sample(n, generator=generator)
+            drawn = model.sample(n, generator=generator, decoder_noise=True)
             series["samples"] = drawn.cpu()
         pictures["samples"] = save_image(scatter_plot(series), out_dir / "samples.png")
     else:
-        h = x.shape[-2]
-        scale = _scale_for(h)
+        scale = _scale_for(x.shape[-2])
+        row = (x.shape[-2] + 2) * scale  # one row of tiles with its padding
         x_hat = reconstruct(model, x).clamp(0, 1)
-        # Rows of 8 originals, each followed by a row of their reconstructions.
-        pairs = torch.stack([x.view(-1, 8, *x.shape[1:]), x_hat.view(-1, 8, *x.shape[1:])], 1)
-        grid = image_grid(pairs.reshape(-1, *x.shape[1:]), nrow=8, scale=scale)
+        grid = image_grid(_pairs(x, x_hat), nrow=8, scale=scale)
+        rows = ["input", "reconstruction"] * -(-x.shape[0] // 8)
+        grid = labelled(
+            grid, title=f"{data.name}: inputs and reconstructions", row_labels=rows, row_height=row
+        )
         pictures["reconstructions"] = save_image(grid, out_dir / "reconstructions.png")
         samples = None
-        if getattr(model, "prior", None) is not None and hasattr(model, "generate"):
-            samples = model.generate(64, generator=generator)
-        elif hasattr(model, "sample"):
+        if discrete and model.prior is not None:
+            latent = model.latent_size or tuple(model.encode_indices(x[:1]).shape[-2:])
+            samples = model.generate(64, generator=generator, latent_size=latent)
+        elif not discrete:
             samples = model.sample(64, generator=generator)
         if samples is not None:
             grid = image_grid(samples.clamp(0, 1), nrow=8, scale=scale)
-            pictures["samples"] = save_image(grid, out_dir / "samples.png")
-        frames = _interpolations(model, x[:8], x[8:16], steps=10)
-        if frames is not None:
+            title = "samples: prior codes, decoded" if discrete else "samples from the model"
+            pictures["samples"] = save_image(labelled(grid, title=title), out_dir / "samples.png")
+        half = min(8, x.shape[0] // 2)
+        if half:
+            frames = _interpolations(model, x[:half], x[half : 2 * half], steps=10)
             grid = image_grid(frames.reshape(-1, *x.shape[1:]).clamp(0, 1), nrow=10, scale=scale)
+            title = "interpolations between two encodings, left to right"
+            grid = labelled(grid, title=title + (" (snapped to codes)" if discrete else ""))
             pictures["interpolations"] = save_image(grid, out_dir / "interpolations.png")
-        if hasattr(model, "encode_indices") and hasattr(model, "codebook_size"):
+        if discrete:
             pictures["latent_maps"] = save_image(
                 _latent_maps(model, x[:16]), out_dir / "latent_maps.png"
             )
@@ -196,10 +250,8 @@ def write_pictures(
 
 def _interpolations(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor, steps: int):
     """``(B, steps, C, H, W)``: decodes along the line between two encodings."""
-    if hasattr(model, "interpolate"):
+    if model.family == "continuous":
         return model.interpolate(x1, x2, steps=steps)
-    if not all(hasattr(model, a) for a in ("encoder", "quantizer", "decoder")):
-        return None
     z1, z2 = model.encoder(x1), model.encoder(x2)  # (B, D, h, w)
     t = torch.linspace(0, 1, steps, device=z1.device).view(1, steps, 1, 1, 1)
     z = z1[:, None] * (1 - t) + z2[:, None] * t  # (B, steps, D, h, w)
@@ -218,11 +270,26 @@ def _latent_maps(model: nn.Module, x: torch.Tensor):
     colours = palette_colours(indices, model.codebook_size)  # (B, 3, h, w)
     colours = F.interpolate(colours, size=x.shape[-2:], mode="nearest")  # (B, 3, H, W)
     scale = _scale_for(x.shape[-2])
+    rows = -(-x.shape[0] // 8)
+    row = (x.shape[-2] + 2) * scale
     images = image_grid(x.clamp(0, 1), nrow=8, scale=scale).convert("RGB")
-    maps = image_grid(colours, nrow=8, scale=scale)
-    canvas = Image.new("RGB", (images.width, images.height + maps.height), "white")
+    images = labelled(
+        images,
+        title="inputs above their code index maps",
+        row_labels=["input"] * rows,
+        row_height=row,
+    )
+    maps = labelled(
+        image_grid(colours, nrow=8, scale=scale), row_labels=["codes"] * rows, row_height=row
+    )
+    counts = torch.bincount(indices.flatten().cpu(), minlength=model.codebook_size)
+    used = [int(c) for c in counts.argsort(descending=True)[:16] if counts[c] > 0]
+    legend = code_legend(used, model.codebook_size, width=max(images.width, 300))
+    width = max(images.width, legend.width)
+    canvas = Image.new("RGB", (width, images.height + maps.height + legend.height), "white")
     canvas.paste(images, (0, 0))
     canvas.paste(maps, (0, images.height))
+    canvas.paste(legend, (0, images.height + maps.height))
     return canvas
 
 
@@ -261,23 +328,38 @@ def train_vqvae_run(
     process evaluates, draws and saves.
 
     Args:
-        model: a :class:`~vqkit.VQVAE`, with a ``prior`` for stage 2.
+        model: a model of family ``"discrete"`` (a :class:`~vqkit.VQVAE`), with a ``prior``
+            over codes for stage 2 or ``prior=None``.
         train, val: training and validation images.
         out_dir: the run folder.
         config: stage-1 training settings.
-        prior_config: stage-2 settings; None skips the prior even if the model has one.
+        prior_config: stage-2 settings; required when the model has a prior (an untrained
+            prior is never saved), None otherwise.
         test: evaluation images (default: ``val``, else ``train``).
         run_config: extra entries for ``config.json`` (e.g. the data source).
     """
     out_dir = Path(out_dir)
+    if model.family != "discrete":
+        raise TypeError(
+            f"train_vqvae_run trains discrete models; {type(model).__name__} is "
+            f"{model.family!r} (use train_vae_run)"
+        )
+    prior = model.prior
+    if prior is not None and prior_config is None:
+        raise ValueError(
+            "the model has a prior but prior_config is None: the run would save an untrained "
+            "prior; pass prior_config, or build the model with prior=None"
+        )
+    if prior is not None and prior.domain != "codes":
+        raise NotImplementedError(
+            f"the prior stage trains priors over code grids; {type(prior).__name__} has "
+            f"domain {prior.domain!r}"
+        )
     stages = {"vq-vae": out_dir / "vqvae"}
-    prior = getattr(model, "prior", None)
     if prior is not None:
         prior.requires_grad_(False)  # stage 1 leaves the prior alone
     Trainer(model, train, val, config=config, out_dir=stages["vq-vae"], name="vq-vae").fit()
     if prior is not None:
-        prior.requires_grad_(True)
-    if prior is not None and prior_config is not None:
         model.eval()
         model.requires_grad_(False)
         prior.requires_grad_(True)
@@ -297,7 +379,7 @@ def train_vqvae_run(
     model.eval()
     resolved = {
         "recipe": "vqvae",
-        "model": {"class": model_registry_name(model), "config": _model_config(model)},
+        "model": {"class": model_registry_name(model), "config": model_config(model)},
         "train": config.to_dict(),
         "prior_train": prior_config.to_dict() if prior_config is not None else None,
         **(run_config or {}),
@@ -322,12 +404,17 @@ def train_vae_run(
     leaves it alone.
     """
     out_dir = Path(out_dir)
+    if model.family != "continuous":
+        raise TypeError(
+            f"train_vae_run trains continuous models; {type(model).__name__} is "
+            f"{model.family!r} (use train_vqvae_run)"
+        )
     stages = {"vae": out_dir / "vae"}
     Trainer(model, train, val, config=config, out_dir=stages["vae"], name="vae").fit()
     model.eval()
     resolved = {
         "recipe": "vae",
-        "model": {"class": model_registry_name(model), "config": _model_config(model)},
+        "model": {"class": model_registry_name(model), "config": model_config(model)},
         "train": config.to_dict(),
         **(run_config or {}),
     }
