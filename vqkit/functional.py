@@ -334,16 +334,22 @@ def rotate_to(z: Tensor, q: Tensor, eps: float = 1e-12) -> Tensor:
     ``λ = ‖q‖/‖z‖``, so the value is ``q`` (exactly: it is written as
     ``sg(q) + (f(z) − sg(f(z)))``) and the gradient to ``z`` is ``λRᵀ`` times the upstream one,
     which keeps the angle between the gradient and the code. ``R = I − 2rrᵀ + 2q̂ẑᵀ`` with
-    ``r = (ẑ + q̂)/‖ẑ + q̂‖`` is applied without forming a D×D matrix.
+    ``r = (ẑ + q̂)/‖ẑ + q̂‖`` is applied without forming a D×D matrix. Rows with
+    ``‖z‖ ≤ eps`` (zero or tiny) have no direction to rotate: they get the straight-through
+    gradient, so the result stays finite and bounded for any finite input.
 
     Shape:
         - z, q: (N, D); Output: (N, D)
     """
     zd, qd = z.detach(), q.detach()
-    z_norm = zd.norm(dim=-1, keepdim=True).clamp_min(eps)  # (N, 1)
+    z_len = zd.norm(dim=-1, keepdim=True)  # (N, 1)
+    z_norm = z_len.clamp_min(eps)
     q_norm = qd.norm(dim=-1, keepdim=True).clamp_min(eps)  # (N, 1)
     z_hat, q_hat = zd / z_norm, qd / q_norm
     r = F.normalize(z_hat + q_hat, dim=-1, eps=eps)  # (N, D)
     rz = z - 2 * r * (r * z).sum(-1, keepdim=True) + 2 * q_hat * (z_hat * z).sum(-1, keepdim=True)
     rotated = rz * (q_norm / z_norm)  # (N, D), equal to q up to rounding
+    # A (near-)zero z has no direction to rotate from, and λ = ‖q‖/‖z‖ would scale its gradient
+    # by up to 1/eps: such rows get the straight-through gradient instead.
+    rotated = torch.where(z_len > eps, rotated, z)
     return (rotated - rotated.detach()).add_(qd)
