@@ -60,15 +60,19 @@ def test_spec_and_legacy_arguments_train_identically(legacy, spec):
 
 def test_policy_objects_and_state_dict_keys():
     dead = VectorQuantizer(4, 8)
-    assert isinstance(dead.reinit, DeadCodeReseed) and dead.reinit is dead.dead_code
+    assert isinstance(dead.reinit, DeadCodeReseed)
+    assert dead.reinit is dead.dead_code
     assert set(dead.state_dict()) == FIXTURE_KEYS  # what release 0.1.0 saved
     cvq = VectorQuantizer(4, 8, reseed={"type": "cvq", "anchor": "closest"})
-    assert isinstance(cvq.reinit, ClusteredReinit) and cvq.reinit.needs_closest_rows
+    assert isinstance(cvq.reinit, ClusteredReinit)
+    assert cvq.reinit.needs_closest_rows
     assert set(cvq.state_dict()) == FIXTURE_KEYS | {"reinit.usage_prob"}
     none = VectorQuantizer(4, 8, reseed=None)
-    assert none.reinit is None and none.reseed is None
+    assert none.reinit is None
+    assert none.reseed is None
     none.reseed = {"type": "dead_code", "threshold": 0.2}  # assigning a spec swaps the policy
-    assert none.reseed == "dead_code" and none.dead_code.threshold == 0.2
+    assert none.reseed == "dead_code"
+    assert none.dead_code.threshold == 0.2
 
 
 def test_dict_spec_builds_from_json_and_traces_without_graph_breaks():
@@ -79,7 +83,8 @@ def test_dict_spec_builds_from_json_and_traces_without_graph_breaks():
         "reseed": {"type": "cvq", "anchor": "closest"},
     }
     vq = vqkit.build("quantizer", json.loads(json.dumps(config))).train()
-    assert isinstance(vq.reinit, ClusteredReinit) and vq.reinit.anchor == "closest"
+    assert isinstance(vq.reinit, ClusteredReinit)
+    assert vq.reinit.anchor == "closest"
 
     def step(x):
         out = vq(x)
