@@ -8,6 +8,11 @@ commitment weight 0.25, the straight-through estimator (VQP's ``rotation_trick=F
 channel-last input ``(B, N/B, D)``, dead-code reseeding from batch vectors after every step.
 VQP's ``threshold_ema_dead_code`` is an absolute EMA count; vqkit's ``dead_code_threshold`` is a
 fraction of the uniform usage ``n/K``, so ``DEAD_CODE_COUNT · K / n`` gives the same threshold.
+
+``impl="bare"`` (VQ only) is the floor a library step is measured against (issue 19): one
+``addmm`` for the distances, ``argmin``, an ``index_add_`` EMA update of counts and sums, the
+straight-through output and the commitment loss, written inline with no checks, no chunking,
+no metrics and no reseeding.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import torch
 DEAD_CODE_COUNT = 2.0  # VQP's usual threshold_ema_dead_code (its README uses 2)
 BATCH = 8  # the N vectors arrive as (BATCH, N / BATCH, D)
 IMPLS = ("vqkit", "vqp")
+VQ_IMPLS = ("vqkit", "vqp", "bare")  # the VQ step also has the bare reference
 
 
 def _input(n: int, d: int, device: str, seed: int, requires_grad: bool) -> torch.Tensor:
@@ -66,8 +72,40 @@ def _outputs(impl: str, out) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(quantized, indices, loss) from either implementation's output."""
     if impl == "vqkit":
         return out.quantized, out.indices, out.loss
+    if impl == "bare":
+        return out
     quantized, indices, loss = out[:3]
     return quantized, indices, loss.sum()
+
+
+class BareVQ(torch.nn.Module):
+    """The bare reference step: addmm + argmin + index_add EMA, straight-through, commitment."""
+
+    def __init__(self, k: int, d: int, device: str) -> None:
+        super().__init__()
+        self.register_buffer("embed", torch.randn(k, d, device=device))
+        self.register_buffer("cluster_size", torch.ones(k, device=device))
+        self.register_buffer("embed_sum", self.embed.clone())
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rows = x.reshape(-1, x.shape[-1])  # (N, D)
+        embed = self.embed
+        with torch.no_grad():
+            dist = torch.addmm(embed.square().sum(1), rows, embed.t(), alpha=-2)  # (N, K)
+            indices = dist.argmin(1)  # (N,)
+            if self.training:
+                ones = rows.new_ones(rows.shape[0])
+                counts = torch.zeros_like(self.cluster_size).index_add_(0, indices, ones)
+                sums = torch.zeros_like(self.embed_sum).index_add_(0, indices, rows)
+                self.cluster_size.lerp_(counts, 0.01)
+                self.embed_sum.lerp_(sums, 0.01)
+        q = embed[indices]  # (N, D)
+        if self.training:
+            with torch.no_grad():
+                embed.copy_(self.embed_sum / self.cluster_size.clamp_min(1e-5)[:, None])
+        quantized = rows + (q - rows).detach()
+        loss = 0.25 * (rows - q).square().mean()
+        return quantized.view_as(x), indices.view(x.shape[:-1]), loss
 
 
 def vq_train_step(
@@ -75,7 +113,7 @@ def vq_train_step(
 ) -> Callable[[], torch.Tensor]:
     """One training step: forward with EMA update and dead-code reseeding, then backward."""
     torch.manual_seed(0)
-    vq = vq_module(impl, n, k, d, device).train()
+    vq = (BareVQ(k, d, device) if impl == "bare" else vq_module(impl, n, k, d, device)).train()
     x = _input(n, d, device, seed=1, requires_grad=True)
     upstream = _input(n, d, device, seed=2, requires_grad=False)
 
@@ -84,7 +122,7 @@ def vq_train_step(
         return quantized, loss
 
     if compile:  # the forward (with the EMA update and reseeding) is compiled; backward is AOT
-        forward = torch.compile(forward, fullgraph=impl == "vqkit")
+        forward = torch.compile(forward, fullgraph=impl != "vqp")
 
     def step() -> torch.Tensor:
         x.grad = None
@@ -100,7 +138,7 @@ def vq_inference(
 ) -> Callable[[], torch.Tensor]:
     """Eval-mode encoding of N vectors to indices, without gradients."""
     torch.manual_seed(0)
-    vq = vq_module(impl, n, k, d, device).eval()
+    vq = (BareVQ(k, d, device) if impl == "bare" else vq_module(impl, n, k, d, device)).eval()
     x = _input(n, d, device, seed=1, requires_grad=False)
 
     def encode() -> torch.Tensor:

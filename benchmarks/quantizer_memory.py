@@ -123,7 +123,9 @@ def measure(spec: dict, timeout: float) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", nargs="+", default=list(DEFAULT_SIZES), help="NxK pairs")
-    parser.add_argument("--impls", nargs="+", default=["vqkit", "vqp"], choices=["vqkit", "vqp"])
+    parser.add_argument(
+        "--impls", nargs="+", default=["vqkit", "vqp"], choices=["vqkit", "vqp", "bare"]
+    )
     parser.add_argument("--kind", default="train", choices=["train", "inference"])
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--steps", type=int, default=3, help="timed steps per case")

@@ -186,3 +186,31 @@ def test_fused_straight_through_commitment_values_gradients_and_retained_graph()
     torch.testing.assert_close(first, expected)
     torch.testing.assert_close(z.grad, expected)
     assert torch.autograd.gradcheck(lambda z: VF.straight_through_commitment(z, q)[1], (z,))
+
+
+@pytest.mark.parametrize(
+    ("k", "block"), [(64, None), (256, 32), (512, 32), (1000, None), (4096, 64)]
+)
+def test_blocked_argmin_is_the_float64_nearest_code_at_every_codebook_size(k, block):
+    assert VF._argmin_block(k) == block  # the CPU path each size takes
+    g = torch.Generator().manual_seed(20)
+    x = torch.randn(333, 8, generator=g)
+    codebook = torch.randn(k, 8, generator=g)
+    exact = brute_force_distances(x, codebook).argmin(1)
+    for chunk_size in (None, 77):  # a partial last chunk
+        assert torch.equal(VF.nearest_code(x, codebook, chunk_size=chunk_size), exact)
+
+
+@pytest.mark.parametrize("block", [32, 64])
+def test_blocked_argmin_breaks_ties_toward_the_first_index(block):
+    g = torch.Generator().manual_seed(21)
+    dist = torch.randint(0, 3, (500, 16 * block), generator=g).float()  # ties everywhere
+    dist[7] = 5.0  # a whole row of ties
+    dist[8, -1] = -1.0  # the minimum in the last column
+    out = torch.empty(500, dtype=torch.long)
+    VF._blocked_argmin(dist, block, out)
+    first = (dist == dist.amin(1, keepdim=True)).int().argmax(1)  # first index of the minimum
+    assert torch.equal(out, first)
+    assert torch.equal(out, dist.min(1).indices)
+    assert out[7] == 0
+    assert out[8] == 16 * block - 1

@@ -21,7 +21,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from vqkit._checks import check_number, check_positive_int
+from vqkit._checks import check_bool, check_number, check_positive_int
 from vqkit._registry import register
 from vqkit.functional import index_perplexity, perplexity, straight_through
 from vqkit.quantize.output import (
@@ -93,8 +93,10 @@ class FSQ(nn.Module):
             raise ValueError(f"{name}: ∏ levels = {self.codebook_size} does not fit in int64")
         self.dim = len(levels) if dim is None else check_positive_int(name, "dim", dim)
         self.eps = check_number(name, "eps", eps, low=0.0, high=1.0, high_open=True)
-        self.channel_last = bool(channel_last)
-        self.check_finite = bool(check_finite)
+        self.channel_last = check_bool(name, "channel_last", channel_last)
+        self.check_finite = check_bool(name, "check_finite", check_finite)
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise TypeError(f"{name}: dtype must be a floating torch.dtype or None, got {dtype!r}")
         d = len(levels)
         if self.dim != d:
             self.project_in = nn.Linear(self.dim, d, device=device, dtype=dtype)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from vqkit._checks import check_real_device
+
 __all__ = ["QuantizerOutput"]
 
 
@@ -42,6 +44,7 @@ def check_input(x: object, dim: int, channel_last: bool, name: str) -> None:
     """Validate a quantizer input: a floating tensor with ``dim`` channels where expected."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} expects a torch.Tensor, got {type(x).__name__}")
+    check_real_device(name, x)
     if not x.is_floating_point():
         raise TypeError(f"{name} expects a floating-point tensor, got dtype {x.dtype}")
     layout = "(B, *, D) (channel_last=True)" if channel_last else "(B, D, *spatial)"
@@ -118,6 +121,9 @@ def check_indices(indices: object, codebook_size: int, name: str) -> None:
         raise TypeError(f"{name}.decode expects a torch.Tensor of indices, got {type(indices)}")
     if indices.is_floating_point() or indices.is_complex() or indices.dtype == torch.bool:
         raise TypeError(f"{name}.decode expects integer indices, got dtype {indices.dtype}")
+    check_real_device(f"{name}.decode", indices, "indices")
+    if indices.ndim < 1:
+        raise ValueError(f"{name}.decode expects indices of shape (B, *spatial), got a 0-d tensor")
     if torch.compiler.is_compiling() or indices.numel() == 0:
         return
     low, high = int(indices.min()), int(indices.max())

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vqkit._checks import check_choice, check_positive_int
+from vqkit._checks import check_bool, check_choice, check_positive_int
 from vqkit._registry import register
 from vqkit.functional import rotate_to, straight_through
 from vqkit.quantize.output import (
@@ -90,10 +90,12 @@ class ResidualVQ(nn.Module):
             dim if codebook_dim is None else check_positive_int(name, "codebook_dim", codebook_dim)
         )
         self.codebook_dim = cb_dim
-        self.shared_codebook = bool(shared_codebook)
+        self.shared_codebook = check_bool(name, "shared_codebook", shared_codebook)
         self.gradient = check_choice(name, "gradient", gradient, GRADIENTS)
-        self.channel_last = bool(channel_last)
-        self.check_finite = bool(check_finite)
+        self.channel_last = check_bool(name, "channel_last", channel_last)
+        self.check_finite = check_bool(name, "check_finite", check_finite)
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise TypeError(f"{name}: dtype must be a floating torch.dtype or None, got {dtype!r}")
         if quantizer_kwargs.get("cosine"):
             raise ValueError(f"{name}: cosine codes cannot quantize residuals (they lose the norm)")
         if cb_dim != dim:

@@ -17,11 +17,21 @@ tensor value, so it compiles with ``torch.compile(fullgraph=True)``.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vqkit._checks import check_choice, check_number, check_positive_int
+from vqkit._checks import (
+    check_bool,
+    check_choice,
+    check_number,
+    check_positive_int,
+    check_real_device,
+)
 from vqkit._registry import register
 from vqkit.functional import (
     cluster_stats,
@@ -42,14 +52,19 @@ from vqkit.quantize.output import (
     from_rows,
     to_rows,
 )
-from vqkit.quantize.reseed import ClusteredReinit, DeadCodeReseed, closest_anchors, sample_rows
+from vqkit.quantize.reseed import (
+    ANCHORS,
+    DeadCodeReseed,
+    ReseedBatch,
+    ReseedPolicy,
+    build_reseed_policy,
+    sample_rows,
+)
 
 __all__ = ["VectorQuantizer"]
 
 GRADIENTS = ("ste", "rotation")
 CODEBOOK_INITS = ("normal", "uniform", "kaiming_uniform")
-RESEEDS = ("dead_code", "cvq", None)
-ANCHORS = ("random", "closest")
 _NEVER = -(2**62)  # "last used" step of a code that has never been used
 # (submodule or None, attribute): state kept in fp32 whatever dtype the module is cast to
 _FP32_STATE = (
@@ -59,6 +74,8 @@ _FP32_STATE = (
     (None, "usage"),
     ("reinit", "usage_prob"),
 )
+# log γ below this is γ = 0 in fp32 anyway; keeps 0 · log γ = 0 (not NaN) at step 0 for γ = 0
+_MIN_LOG_DECAY = -1e4
 
 
 @register("quantizer", "vq")
@@ -92,12 +109,18 @@ class VectorQuantizer(nn.Module):
             VQ-VAE implementations) or ``"kaiming_uniform"``.
         kmeans_init: replace the codebook by k-means of the first training batch.
         kmeans_iters: Lloyd iterations of that k-means.
-        reseed: ``"dead_code"`` (replace dead codes by batch vectors), ``"cvq"`` (CVQ-VAE's
-            online clustered re-initialisation) or ``None``.
+        reseed: the re-initialisation policy (:mod:`vqkit.quantize.reseed`): ``None``, a name,
+            or a JSON spec ``{"type": name, **options}``. ``"dead_code"`` replaces dead codes by
+            batch vectors (option ``threshold``, default ``dead_code_threshold``); ``"cvq"`` is
+            CVQ-VAE's online clustered re-initialisation (options ``anchor``, default
+            ``anchor``, and ``decay``, default 0.99). New policies register with
+            :func:`~vqkit.quantize.reseed.register_reseed_policy`. The built policy is the
+            submodule ``reinit``.
         dead_code_threshold: a code is dead when its EMA usage is below this fraction of the
             uniform usage ``n/K`` of a batch of ``n`` vectors (see :class:`~vqkit.quantize.reseed.
-            DeadCodeReseed`). Used by ``reseed="dead_code"`` and by the ``"dead_codes"`` metric.
-        anchor: ``"random"`` or ``"closest"``; the anchors of ``reseed="cvq"``.
+            DeadCodeReseed`). The default threshold of the ``"dead_code"`` policy, and of the
+            ``"dead_codes"`` metric (which follows the policy's threshold when it has its own).
+        anchor: ``"random"`` or ``"closest"``; the default anchors of ``reseed="cvq"``.
         usage_window: the ``"window_usage"`` metric is the fraction of codes used in the last
             this-many training steps.
         chunk_size: rows per distance chunk of the nearest-code search; memory is bounded by
@@ -106,8 +129,14 @@ class VectorQuantizer(nn.Module):
         sync_distributed: all-reduce statistics and coordinate reseeding across processes when
             ``torch.distributed`` is initialised.
         check_finite: raise on NaN/Inf input (outside ``torch.compile``; one host sync on CUDA).
-        device: of the projections; the codebook and its statistics are always fp32.
-        dtype: of the projections; the codebook and its statistics are always fp32.
+        device: of the codebook, its statistics and the projections.
+        dtype: a floating dtype, of the projections; the codebook and its statistics are
+            always fp32.
+
+    Every flag must be a real bool, every count a positive int and every rate a finite number;
+    anything else is refused with a message naming the argument. The EMA debiasing ``1 − γ^t``
+    is computed as ``−expm1(t·log γ)``, so a decay as close to 1 as a float allows (e.g.
+    ``1 − 1e−9``, where ``γ^t`` rounds to 1 in fp32) stays exact instead of dividing by 0.
 
     Shape:
         - Input: (B, D, *spatial), or (B, *, D) with ``channel_last=True``; any float dtype.
@@ -137,7 +166,7 @@ class VectorQuantizer(nn.Module):
         codebook_init: str = "normal",
         kmeans_init: bool = False,
         kmeans_iters: int = 10,
-        reseed: str | None = "dead_code",
+        reseed: str | Mapping[str, Any] | None = "dead_code",
         dead_code_threshold: float = 0.03,
         anchor: str = "random",
         usage_window: int = 100,
@@ -156,36 +185,47 @@ class VectorQuantizer(nn.Module):
             dim if codebook_dim is None else check_positive_int(name, "codebook_dim", codebook_dim)
         )
         self.codebook_dim = cb_dim
-        self.ema = bool(ema)
+        self.ema = check_bool(name, "ema", ema)
         self.decay = check_number(name, "decay", decay, low=0.0, high=1.0, high_open=True)
+        # log γ in float64 from 1 − γ (exact for γ near 1): γ^t = exp(t · log γ) stays accurate
+        self._log_decay = (
+            max(math.log1p(-(1.0 - self.decay)), _MIN_LOG_DECAY)
+            if self.decay > 0
+            else _MIN_LOG_DECAY
+        )
         self.eps = check_number(name, "eps", eps, low=0.0)
-        self.bias_correction = bool(bias_correction)
+        self.bias_correction = check_bool(name, "bias_correction", bias_correction)
         if self.bias_correction and not self.ema:
             raise ValueError(f"{name}: bias_correction applies to the EMA codebook; got ema=False")
         self.commitment_weight = check_number(name, "commitment_weight", commitment_weight, low=0.0)
         self.gradient = check_choice(name, "gradient", gradient, GRADIENTS)
-        self.cosine = bool(cosine)
+        self.cosine = check_bool(name, "cosine", cosine)
         self.codebook_init = check_choice(name, "codebook_init", codebook_init, CODEBOOK_INITS)
-        self.kmeans_init = bool(kmeans_init)
+        self.kmeans_init = check_bool(name, "kmeans_init", kmeans_init)
         self.kmeans_iters = check_positive_int(name, "kmeans_iters", kmeans_iters)
-        self.reseed = check_choice(name, "reseed", reseed, RESEEDS)
         self.dead_code_threshold = check_number(
             name, "dead_code_threshold", dead_code_threshold, low=0.0
         )
-        if self.reseed == "dead_code" and self.dead_code_threshold <= 0:
-            raise ValueError(f"{name}: reseed='dead_code' needs dead_code_threshold > 0, got 0")
         self.anchor = check_choice(name, "anchor", anchor, ANCHORS)
-        if self.anchor != "random" and self.reseed != "cvq":
+        kind = reseed.get("type") if isinstance(reseed, Mapping) else reseed
+        if self.anchor != "random" and kind != "cvq":
             raise ValueError(
                 f"{name}: anchor={anchor!r} applies to reseed='cvq' only, got reseed={reseed!r}"
+            )
+        spec_anchor = reseed.get("anchor", self.anchor) if isinstance(reseed, Mapping) else None
+        if self.anchor != "random" and spec_anchor not in (None, self.anchor):
+            raise ValueError(
+                f"{name}: anchor={anchor!r} contradicts the reseed spec {dict(reseed)!r}"
             )
         self.usage_window = check_positive_int(name, "usage_window", usage_window)
         self.chunk_size = (
             None if chunk_size is None else check_positive_int(name, "chunk_size", chunk_size)
         )
-        self.channel_last = bool(channel_last)
-        self.sync_distributed = bool(sync_distributed)
-        self.check_finite = bool(check_finite)
+        self.channel_last = check_bool(name, "channel_last", channel_last)
+        self.sync_distributed = check_bool(name, "sync_distributed", sync_distributed)
+        self.check_finite = check_bool(name, "check_finite", check_finite)
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise TypeError(f"{name}: dtype must be a floating torch.dtype or None, got {dtype!r}")
 
         if cb_dim != dim:
             self.project_in = nn.Linear(dim, cb_dim, device=device, dtype=dtype)
@@ -215,10 +255,9 @@ class VectorQuantizer(nn.Module):
             self.register_load_state_dict_post_hook(_sync_initialized_flag)
         self._initialized = False  # Python mirror of `initialized`: no tensor read in forward
 
-        self.dead_code = DeadCodeReseed(self.dead_code_threshold)
-        self.reinit = (
-            ClusteredReinit(k, self.anchor, device=device) if self.reseed == "cvq" else None
-        )
+        self.dead_code = DeadCodeReseed(self.dead_code_threshold)  # the "dead_codes" detector
+        self.reinit: ReseedPolicy | None = None
+        self.reseed = reseed  # builds `reinit` (see the property)
 
     def _initial_codebook(self, k: int, d: int, device: torch.device | str | None) -> Tensor:
         embed = torch.empty(k, d, device=device)
@@ -238,6 +277,69 @@ class VectorQuantizer(nn.Module):
         """The code vectors (K, codebook_dim) as used for the search (unit norm if ``cosine``)."""
         return self._codes()
 
+    @property
+    def reseed(self) -> str | None:
+        """Name of the re-initialisation policy (``reinit``), ``None`` without one.
+
+        Assigning a spec (``None``, a name or ``{"type": ...}``) replaces the policy; a fresh
+        policy starts without state (CVQ's usage EMA restarts from zero).
+        """
+        return None if self.reinit is None else self.reinit.name
+
+    @reseed.setter
+    def reseed(self, spec: str | Mapping[str, Any] | None) -> None:
+        name = type(self).__name__
+        policy = build_reseed_policy(
+            name,
+            spec,
+            codebook_size=self.codebook_size,
+            device=self.embed.device,
+            defaults={
+                "dead_code": {"threshold": self.dead_code_threshold},
+                "cvq": {"anchor": self.anchor},
+            },
+        )
+        if isinstance(policy, DeadCodeReseed):
+            if policy.threshold <= 0:
+                raise ValueError(
+                    f"{name}: reseed='dead_code' needs dead_code_threshold > 0, "
+                    f"got {policy.threshold}"
+                )
+            self.dead_code = policy  # the metric's detector is the policy
+        self.reinit = policy
+
+    @torch.no_grad()
+    def replace_codes(self, mask: Tensor, vectors: Tensor, usage: Tensor) -> None:
+        """Replace the codes selected by ``mask`` by ``vectors`` and restart their statistics.
+
+        The replaced codes' usage becomes ``usage`` vectors per step, and in EMA mode their
+        cluster size ``usage`` with sum ``vector × usage`` (each in its buffer's own units), so
+        the next EMA step moves them like any code of that usage instead of overwriting them.
+        The interface a :class:`~vqkit.quantize.reseed.ReseedPolicy` edits the codebook with.
+
+        Shape:
+            - mask: (K,) bool; vectors: (K, codebook_dim); usage: scalar or (K,)
+        """
+        self.embed.copy_(torch.where(mask[:, None], vectors, self.embed))
+        self.usage.copy_(torch.where(mask, usage * self._usage_debias(), self.usage))
+        if self.ema:
+            size = usage * self._debias()
+            self.cluster_size.copy_(torch.where(mask, size, self.cluster_size))
+            reset_sum = vectors * size
+            self.embed_sum.copy_(torch.where(mask[:, None], reset_sum, self.embed_sum))
+
+    @torch.no_grad()
+    def move_codes(self, anchors: Tensor, weight: Tensor) -> None:
+        """Move every code toward its anchor, ``e ← e + w·(anchor − e)``, and its EMA sum with
+        it (the cluster sizes are kept). The soft counterpart of :meth:`replace_codes`.
+
+        Shape:
+            - anchors: (K, codebook_dim); weight: (K, 1) in [0, 1]
+        """
+        self.embed.lerp_(anchors, weight)
+        if self.ema:
+            self.embed_sum.lerp_(anchors * self.cluster_size[:, None], weight)
+
     @torch.no_grad()
     def set_codebook(self, codes: Tensor) -> None:
         """Replace the code vectors and make the EMA statistics agree with them.
@@ -249,10 +351,20 @@ class VectorQuantizer(nn.Module):
         Shape:
             - codes: (codebook_size, codebook_dim)
         """
+        name = f"{type(self).__name__}.set_codebook"
         expected = (self.codebook_size, self.codebook_dim)
-        if not isinstance(codes, Tensor) or tuple(codes.shape) != expected:
-            shape = tuple(codes.shape) if isinstance(codes, Tensor) else type(codes).__name__
-            raise ValueError(f"set_codebook expects a tensor of shape {expected}, got {shape}")
+        if not isinstance(codes, Tensor):
+            raise TypeError(f"{name} expects a torch.Tensor, got {type(codes).__name__}")
+        if not codes.is_floating_point():
+            raise TypeError(f"{name} expects a floating-point tensor, got dtype {codes.dtype}")
+        if tuple(codes.shape) != expected:
+            raise ValueError(
+                f"{name} expects a tensor of shape {expected}, got {tuple(codes.shape)}"
+            )
+        check_real_device(name, codes, "codes")
+        if not bool(torch.isfinite(codes).all()):
+            bad = int((~torch.isfinite(codes)).sum())
+            raise ValueError(f"{name} got {bad} non-finite values (NaN or Inf) in the codes")
         self.embed.copy_(codes)
         if self.ema:
             self.embed_sum.copy_(self.embed * self.cluster_size[:, None])
@@ -313,7 +425,7 @@ class VectorQuantizer(nn.Module):
             if self.training and self.kmeans_init and not self._initialized:
                 self._init_by_kmeans(z.detach())
             codes = self._codes()  # (K, Dc) fp32
-            closest = self.training and self.reseed == "cvq" and self.anchor == "closest"
+            closest = self.training and self.reinit is not None and self.reinit.needs_closest_rows
             search = nearest_code(
                 z.detach(),
                 codes.detach(),
@@ -399,15 +511,19 @@ class VectorQuantizer(nn.Module):
     def _sync(self) -> bool:
         return self.sync_distributed and world_size() > 1
 
+    def _usage_debias(self) -> Tensor:
+        """1 − γ^t at the current step, as −expm1(t·log γ): exact even where γ^t rounds to 1."""
+        return -torch.expm1(self.steps.float() * self._log_decay)
+
     def _debias(self) -> Tensor | float:
         """1 − γ^t for the bias-corrected EMA codebook statistics (Sonnet), else 1."""
         if not self.bias_correction:
             return 1.0
-        return 1.0 - self.decay ** self.steps.float()
+        return self._usage_debias()
 
     @torch.no_grad()
     def _training_update(self, indices: Tensor, z: Tensor, closest: tuple | None) -> dict:
-        """EMA update, usage bookkeeping and re-initialisation for one training batch."""
+        """EMA update, usage bookkeeping and the re-initialisation policy for one batch."""
         k = self.codebook_size
         sync = self._sync()
         counts, sums = cluster_stats(indices, z, k)  # (K,), (K, Dc)
@@ -417,12 +533,9 @@ class VectorQuantizer(nn.Module):
         n = counts.sum()  # vectors in the global batch
 
         self.steps.add_(1)
-        usage_debias = 1.0 - self.decay ** self.steps.float()  # 1 − γ^t
         ema_(self.usage, counts, self.decay)
-        usage = self.usage / usage_debias  # (K,), vectors per step
-        dead, level = self.dead_code(usage, n)  # (K,) bool, scalar
-        reseed = self.reseed == "dead_code"
-        candidates = sample_rows(z, k, sync) if reseed else None  # (K, Dc)
+        usage = self.usage / self._usage_debias()  # (K,), vectors per step
+        dead, level = self.dead_code.detect(usage, n)  # (K,) bool, scalar
         if self.ema:
             debias = self._debias()
             ema_(self.cluster_size, counts, self.decay)
@@ -430,36 +543,14 @@ class VectorQuantizer(nn.Module):
             smoothed = laplace_smooth(self.cluster_size / debias, self.eps)  # (K,)
             updated = self.embed_sum * (1.0 / (smoothed * debias))[:, None]  # (K, Dc)
             # A code without any statistics yet (hidden count exactly 0) keeps its vector.
-            new_embed = torch.where((self.cluster_size > 0)[:, None], updated, self.embed)
-        else:
-            new_embed = self.embed
-        if reseed:
-            new_embed = torch.where(dead[:, None], candidates, new_embed)
-        if self.ema or reseed:
-            self.embed.copy_(new_embed)
+            self.embed.copy_(torch.where((self.cluster_size > 0)[:, None], updated, self.embed))
         self.last_used.copy_(torch.where(counts > 0, self.steps, self.last_used))
 
         metrics = self._usage_metrics(counts)
         metrics["dead_codes"] = dead.sum().float()
-        if reseed:
-            # Reseeded codes restart from usage `level`, stored in each buffer's own units.
-            self.usage.copy_(torch.where(dead, level * usage_debias, self.usage))
-            if self.ema:
-                size = level * debias
-                self.cluster_size.copy_(torch.where(dead, size, self.cluster_size))
-                reset_sum = candidates * size
-                self.embed_sum.copy_(torch.where(dead[:, None], reset_sum, self.embed_sum))
-            metrics["reseeded"] = metrics["dead_codes"]
-        elif self.reseed == "cvq":
-            alpha = self.reinit(counts, n)[:, None]  # (K, 1)
-            if closest is not None:
-                anchors = closest_anchors(z, closest[0], closest[1], sync)  # (K, Dc)
-            else:
-                anchors = sample_rows(z, k, sync)  # (K, Dc)
-            self.embed.lerp_(anchors, alpha)
-            if self.ema:
-                self.embed_sum.lerp_(anchors * self.cluster_size[:, None], alpha)
-            metrics["reseeded"] = alpha.sum()
+        if self.reinit is not None:
+            batch = ReseedBatch(z, counts, n, dead, level, closest, sync)
+            metrics["reseeded"] = self.reinit.update(self, batch)
         else:
             metrics["reseeded"] = z.new_zeros(())
         return metrics
@@ -470,8 +561,8 @@ class VectorQuantizer(nn.Module):
         ones = torch.ones(indices.shape[0], device=indices.device)
         counts = ones.new_zeros(k).index_add_(0, indices, ones)  # (K,)
         metrics = self._usage_metrics(counts)
-        usage = self.usage / (1.0 - self.decay ** self.steps.float()).clamp_min(1e-12)
-        metrics["dead_codes"] = (usage < self.dead_code_threshold * usage.mean()).sum().float()
+        usage = self.usage / self._usage_debias().clamp_min(1e-12)
+        metrics["dead_codes"] = (usage < self.dead_code.threshold * usage.mean()).sum().float()
         metrics["reseeded"] = counts.new_zeros(())
         return metrics
 
@@ -499,7 +590,7 @@ class VectorQuantizer(nn.Module):
         self.embed.copy_(centres)
         # The k-means batch counts as the first observation of the statistics.
         self.steps.fill_(1)
-        self.usage.copy_(counts * (1.0 - self.decay))
+        self.usage.copy_(counts * (1.0 - self.decay))  # 1 − γ^1
         if self.ema:
             size = counts * (1.0 - self.decay) if self.bias_correction else counts
             self.cluster_size.copy_(size)
