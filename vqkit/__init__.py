@@ -11,7 +11,9 @@ from vqkit.autoregressive import (
     MADEFlowPrior,
     MaskedConv2d,
     MaskedLinear,
+    MaskGIT,
     PixelCNN,
+    TransformerPrior,
 )
 from vqkit.data import (
     ArrayDataset,
@@ -69,6 +71,7 @@ __all__ = [
     "HubMixin",
     "ImageVAE",
     "MADEFlowPrior",
+    "MaskGIT",
     "MaskedConv2d",
     "MaskedLinear",
     "PixelCNN",
@@ -79,6 +82,7 @@ __all__ = [
     "ResidualVQ",
     "TrainConfig",
     "Trainer",
+    "TransformerPrior",
     "VAEOutput",
     "VQVAEOutput",
     "VQVAEPriorOutput",
