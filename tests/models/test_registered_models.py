@@ -156,6 +156,40 @@ PRIOR_CASES: dict[str, Case] = {
         sample=lambda m, g: m.sample(2, (3, 4), generator=g),
         bad=_codes(5, 2, 12),
     ),
+    "transformer": Case(
+        build=lambda: vqkit.build(
+            "prior",
+            {
+                "type": "transformer",
+                "num_embeddings": 5,
+                "embed_dim": 8,
+                "num_layers": 1,
+                "num_heads": 2,
+                "max_size": 4,
+            },
+        ),
+        inputs=_codes(5, 2, 3, 4),
+        score=_log_prob,
+        sample=lambda m, g: m.sample(2, (3, 4), generator=g),
+        bad=_codes(5, 2, 5, 4),
+    ),
+    "maskgit": Case(
+        build=lambda: vqkit.build(
+            "prior",
+            {
+                "type": "maskgit",
+                "num_embeddings": 5,
+                "embed_dim": 8,
+                "num_layers": 1,
+                "num_heads": 2,
+                "max_size": 4,
+            },
+        ),
+        inputs=_codes(5, 2, 3, 4),
+        score=lambda m, x: m.loss(x).loss,
+        sample=lambda m, g: m.sample(2, (3, 4), steps=3, generator=g),
+        bad=_randn(2, 3, 4),
+    ),
     "made": Case(
         build=lambda: vqkit.build(
             "prior",
