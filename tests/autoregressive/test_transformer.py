@@ -16,6 +16,15 @@ from vqkit.autoregressive.transformer import TransformerPrior, filter_logits
 from vqkit.contracts import contract_problems
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread avoids oversubscription on a shared CPU (it changes no value)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def make(k=5, classes=None, dtype=None, **kw) -> TransformerPrior:
     torch.manual_seed(0)
     options = {"embed_dim": 16, "num_layers": 2, "num_heads": 2, "max_size": 6} | kw
