@@ -257,6 +257,27 @@ def test_vqvae_builds_with_a_maskgit_prior():
     assert torch.isfinite(model.prior.loss(codes).loss)
 
 
+def test_bad_input_to_the_schedule_functions():
+    with pytest.raises(ValueError, match="schedule"):
+        mask_ratio("exp", 0.5)
+    with pytest.raises(ValueError, match="r must"):
+        mask_ratio("cosine", 1.5)
+    with pytest.raises(ValueError, match="r must"):
+        mask_ratio("cosine", float("nan"))
+    with pytest.raises(ValueError, match="r must"):
+        mask_ratio("cosine", torch.tensor([0.5, -0.1]))
+    with pytest.raises(ValueError, match="r must"):
+        mask_ratio("cosine", torch.tensor([1, 0]))
+    with pytest.raises(ValueError, match="steps"):
+        masked_counts(10, 0)
+    with pytest.raises(ValueError, match="num_unknown"):
+        masked_counts(-1, 4)
+    with pytest.raises(TypeError, match="num_unknown"):
+        masked_counts(2.5, 4)
+    with pytest.raises(ValueError, match="schedule"):
+        masked_counts(10, 4, "log")
+
+
 BAD_BUILD = {
     "one code": {"num_embeddings": 1},
     "heads do not divide": {"embed_dim": 10, "num_heads": 3},

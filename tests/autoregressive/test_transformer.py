@@ -164,6 +164,22 @@ def test_filter_logits_closed_forms():
     assert torch.equal(filter_logits(logits, 1.0), logits.double())
 
 
+def test_bad_input_to_filter_logits():
+    logits = torch.zeros(2, 4)
+    with pytest.raises(TypeError, match="floating"):
+        filter_logits(torch.zeros(2, 4, dtype=torch.long), 1.0)
+    with pytest.raises(TypeError, match="floating"):
+        filter_logits([[0.0, 1.0]], 1.0)
+    with pytest.raises(ValueError, match=r"\(B, K\)"):
+        filter_logits(torch.zeros(4), 1.0)
+    with pytest.raises(ValueError, match="temperature"):
+        filter_logits(logits, 0.0)
+    with pytest.raises(ValueError, match="top_k"):
+        filter_logits(logits, 1.0, top_k=5)
+    with pytest.raises(ValueError, match="top_p"):
+        filter_logits(logits, 1.0, top_p=float("nan"))
+
+
 def test_loss_is_the_likelihood_loss_and_trains():
     prior = make()
     prior.train()

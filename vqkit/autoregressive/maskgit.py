@@ -86,6 +86,8 @@ def mask_ratio(schedule: str, r: float | torch.Tensor) -> float | torch.Tensor:
     """
     check_choice("mask_ratio", "schedule", schedule, list(SCHEDULES))
     if isinstance(r, torch.Tensor):
+        if not r.dtype.is_floating_point or not bool(((r >= 0) & (r <= 1)).all()):
+            raise ValueError("mask_ratio: r must be a floating-point tensor with values in [0, 1]")
         tensor = {
             "cosine": lambda x: torch.cos(math.pi / 2 * x),
             "linear": lambda x: 1.0 - x,
@@ -94,7 +96,8 @@ def mask_ratio(schedule: str, r: float | torch.Tensor) -> float | torch.Tensor:
             "sqrt": lambda x: 1.0 - x.sqrt(),
         }[schedule](r)
         return tensor.clamp(1e-6, 1.0)
-    return min(max(SCHEDULES[schedule](float(r)), 1e-6), 1.0)
+    r = check_number("mask_ratio", "r", r, low=0.0, high=1.0)
+    return min(max(SCHEDULES[schedule](r), 1e-6), 1.0)
 
 
 def masked_counts(num_unknown: int, steps: int, schedule: str = "cosine") -> list[int]:

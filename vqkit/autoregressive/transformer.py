@@ -86,6 +86,14 @@ def filter_logits(
         - logits: (B, K)
         - Output: (B, K) float64
     """
+    if not isinstance(logits, torch.Tensor) or not logits.dtype.is_floating_point:
+        raise TypeError(
+            f"filter_logits: logits must be a floating-point tensor, got {logits!r:.60}"
+        )
+    if logits.dim() != 2 or logits.shape[1] < 1:
+        raise ValueError(f"filter_logits: logits must have shape (B, K), got {tuple(logits.shape)}")
+    temperature = check_temperature(temperature)
+    top_k, top_p = check_top_k_top_p("filter_logits", top_k, top_p, logits.shape[1])
     logits = logits.double()
     if top_k is not None and top_k < logits.shape[-1]:
         kth = logits.topk(top_k, dim=-1).values[:, -1:]  # (B, 1)
