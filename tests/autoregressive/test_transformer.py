@@ -201,6 +201,8 @@ def test_loss_is_the_likelihood_loss_and_trains():
 def test_odd_grids_and_empty_batch():
     prior = make()
     assert prior.log_prob(torch.zeros(0, 3, 4, dtype=torch.long)).shape == (0,)
+    with pytest.raises(ValueError, match="empty"):
+        prior.loss(torch.zeros(0, 3, 4, dtype=torch.long))
     assert prior.sample(2, (1, 1), generator=gen()).shape == (2, 1, 1)
     assert prior.sample(1, (5, 3), generator=gen()).shape == (1, 5, 3)
     assert prior.log_prob(torch.zeros(2, 6, 1, dtype=torch.long)).shape == (2,)

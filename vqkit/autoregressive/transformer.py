@@ -48,6 +48,7 @@ from vqkit.autoregressive.sampling import (
     draw_uniform,
     prepare_given,
 )
+from vqkit.contracts import LossOutput, likelihood_loss
 
 __all__ = ["TransformerPrior", "filter_logits"]
 
@@ -212,6 +213,14 @@ class TransformerPrior(GridPrior, HubMixin):
         self._check_grid(tuple(indices.shape[1:]))
         cond = check_cond(cond, self.num_classes, indices.shape[0], indices.device)
         return self.logits_from_embeddings(self.embed(indices), cond)
+
+    def loss(self, indices: torch.Tensor, cond: torch.Tensor | int | None = None) -> LossOutput:
+        """Training objective: the exact NLL in nats per code position, batch mean (see
+        :func:`vqkit.contracts.likelihood_loss`). The batch must not be empty."""
+        log_prob = self.log_prob(indices, cond)  # validates; (B,)
+        if log_prob.numel() == 0:
+            raise ValueError(f"{type(self).__name__}.loss: the batch is empty")
+        return likelihood_loss(log_prob, indices[0].numel())
 
     def _check_grid(self, size: tuple[int, int]) -> None:
         if size[0] < 1 or size[1] < 1:
