@@ -2,7 +2,8 @@
 
 A small VQ-VAE ("Neural Discrete Representation Learning", van den Oord et al. 2017,
 arXiv:1711.00937) maps 28×28 images to 7×7 grids of K codes; three priors are then trained on
-the frozen training codes with the same number of steps:
+the frozen codes of 20,000 training images with the same number of steps (small sizes, so the
+whole run fits a shared CPU core; the priors are far from converged):
 
 - Gated PixelCNN (van den Oord et al. 2016, arXiv:1606.05328), sampled with its fast sampler;
 - the transformer prior (taming-transformers' second stage, Esser et al. 2021,
@@ -10,14 +11,14 @@ the frozen training codes with the same number of steps:
 - MaskGIT (Chang et al. 2022, arXiv:2202.04200), sampled in 8 and 16 steps.
 
 Reported on the test split: the exact NLL of the two likelihood priors (nats per image, bits per
-latent), MaskGIT's masked-token NLLs, and the dataset Fréchet distance and KID of 1,000 decoded
-samples from each prior against 1,000 test images, in the features of a small classifier trained
+latent), MaskGIT's masked-token NLLs, and the dataset Fréchet distance and KID of 500 decoded
+samples from each prior against 500 test images, in the features of a small classifier trained
 on the Fashion-MNIST training images (a *dataset* Fréchet distance, not FID), beside two
 references: real training images and the VQ-VAE's reconstructions of test images.
 
 Data: ``apt-get install dataset-fashion-mnist`` (read through ``vqkit.data.load_dataset``).
 
-    python examples/fashion_mnist_priors.py --threads 1      # about 20 minutes on one core
+    python examples/fashion_mnist_priors.py --threads 1      # 15-25 minutes on a shared core
     python examples/fashion_mnist_priors.py --steps 20 --prior-steps 20 --samples 50   # smoke
 
 Writes ``metrics.json`` and sample grids to ``--pictures`` (docs/img/transformer_priors).
@@ -74,12 +75,13 @@ def decode(model: VQVAE, codes: torch.Tensor) -> torch.Tensor:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=600, help="VQ-VAE training steps")
-    parser.add_argument("--prior-steps", type=int, default=800, help="steps per prior")
-    parser.add_argument("--width", type=int, default=64, help="width of each prior")
-    parser.add_argument("--layers", type=int, default=4, help="layers of each prior")
+    parser.add_argument("--steps", type=int, default=300, help="VQ-VAE training steps")
+    parser.add_argument("--prior-steps", type=int, default=300, help="steps per prior")
+    parser.add_argument("--width", type=int, default=48, help="width of each prior")
+    parser.add_argument("--layers", type=int, default=3, help="layers of each prior")
+    parser.add_argument("--train-images", type=int, default=20000, help="codes to train on")
     parser.add_argument("--codes", type=int, default=128, help="codebook size K")
-    parser.add_argument("--samples", type=int, default=1000, help="samples per prior")
+    parser.add_argument("--samples", type=int, default=500, help="samples per prior")
     parser.add_argument("--out", default="runs/fashion-mnist-priors", help="cache folder")
     parser.add_argument("--pictures", default="docs/img/transformer_priors")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -109,12 +111,17 @@ def main() -> None:
         decoder={"type": "resnet", "out_channels": 1, "num_upsamples": 2, **hidden},
         image_size=[28, 28],
     )
-    seconds = train(
-        model, lambda x: model(x).loss, images, args.steps, 2e-3, args.seed, "vq-vae", 128
-    )
-    print(f"VQ-VAE trained in {seconds / 60:.1f} min", flush=True)
+    if (out / "vqvae" / "config.json").is_file():  # a finished first stage is reused
+        model = VQVAE.from_pretrained(out / "vqvae")
+    else:
+        seconds = train(
+            model, lambda x: model(x).loss, images, args.steps, 2e-3, args.seed, "vq-vae", 128
+        )
+        print(f"VQ-VAE trained in {seconds / 60:.1f} min", flush=True)
+        model.save_pretrained(out / "vqvae")
     model.eval().requires_grad_(False)
-    codes, test_codes = encode(model, images), encode(model, test_images)
+    codes = encode(model, images[: args.train_images])
+    test_codes = encode(model, test_images)
     h, w = codes.shape[1:]
     positions = h * w
     usage = torch.unique(codes).numel()
@@ -122,7 +129,7 @@ def main() -> None:
     k, width, layers = args.codes, args.width, args.layers
     priors = {
         "gated_pixelcnn": GatedPixelCNN(
-            num_embeddings=k, hidden_channels=width, num_layers=2 * layers, head_channels=256
+            num_embeddings=k, hidden_channels=width, num_layers=2 * layers, head_channels=128
         ),
         "transformer": TransformerPrior(
             num_embeddings=k, embed_dim=width, num_layers=layers, num_heads=4, max_size=[h, w]
@@ -137,6 +144,7 @@ def main() -> None:
         "codebook_used_codes": usage,
         "vqvae_steps": args.steps,
         "prior_steps": args.prior_steps,
+        "prior_training_grids": len(codes),
         "prior_width": width,
         "prior_layers": layers,
         "samples": args.samples,
