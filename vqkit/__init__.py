@@ -11,7 +11,9 @@ from vqkit.autoregressive import (
     MADEFlowPrior,
     MaskedConv2d,
     MaskedLinear,
+    MaskGIT,
     PixelCNN,
+    TransformerPrior,
 )
 from vqkit.data import (
     ArrayDataset,
@@ -84,6 +86,7 @@ __all__ = [
     "MADEFlowPrior",
     "MLPDecoder",
     "MLPEncoder",
+    "MaskGIT",
     "MaskedConv2d",
     "MaskedLinear",
     "PixelCNN",
@@ -94,6 +97,7 @@ __all__ = [
     "ResidualVQ",
     "TrainConfig",
     "Trainer",
+    "TransformerPrior",
     "VAEOutput",
     "VQVAEOutput",
     "VQVAEPriorOutput",

@@ -275,6 +275,39 @@ PRIOR_CASES: dict[str, Case] = {
         bad={"flat codes": _codes(5, 2, 12), "floats": _randn(2, 3, 4)},
         sample=lambda m, g: m.sample(2, (3, 4), generator=g),
     ),
+    "transformer": Case(
+        build=lambda: vqkit.build(
+            "prior",
+            {
+                "type": "transformer",
+                "num_embeddings": 5,
+                "embed_dim": 8,
+                "num_layers": 1,
+                "num_heads": 2,
+                "max_size": 4,
+            },
+        ),
+        inputs=_codes(5, 2, 3, 4),
+        bad={"grid above max_size": _codes(5, 2, 5, 4), "floats": _randn(2, 3, 4)},
+        sample=lambda m, g: m.sample(2, (3, 4), generator=g),
+    ),
+    "maskgit": Case(
+        build=lambda: vqkit.build(
+            "prior",
+            {
+                "type": "maskgit",
+                "num_embeddings": 5,
+                "embed_dim": 8,
+                "num_layers": 1,
+                "num_heads": 2,
+                "max_size": 4,
+            },
+        ),
+        inputs=_codes(5, 2, 3, 4),
+        bad={"floats": _randn(2, 3, 4), "out of range": _codes(9, 2, 3, 4)},
+        score=lambda m, x: m.loss(x).loss,
+        sample=lambda m, g: m.sample(2, (3, 4), steps=3, generator=g),
+    ),
     "made": Case(
         build=lambda: vqkit.build(
             "prior",

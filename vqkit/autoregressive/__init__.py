@@ -6,7 +6,9 @@ from vqkit.autoregressive.flow import MADEFlowPrior
 from vqkit.autoregressive.gated_pixelcnn import GatedLayer, GatedPixelCNN
 from vqkit.autoregressive.made import MADE, MaskedMLP
 from vqkit.autoregressive.masked import MaskedConv2d, MaskedLinear, conv_mask
+from vqkit.autoregressive.maskgit import MaskGIT
 from vqkit.autoregressive.pixelcnn import PixelCNN
+from vqkit.autoregressive.transformer import TransformerPrior
 
 __all__ = [
     "MADE",
@@ -14,10 +16,12 @@ __all__ = [
     "GatedPixelCNN",
     "GridPrior",
     "MADEFlowPrior",
+    "MaskGIT",
     "MaskedConv2d",
     "MaskedLinear",
     "MaskedMLP",
     "PixelCNN",
+    "TransformerPrior",
     "conv_mask",
     "grid_dependencies",
     "raster_before",
