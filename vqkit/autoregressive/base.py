@@ -19,7 +19,7 @@ from torch import nn
 from vqkit.autoregressive.sampling import (
     check_cond,
     check_indices,
-    check_temperature,
+    check_sampling,
     draw_codes,
     draw_uniform,
     prepare_given,
@@ -165,8 +165,17 @@ class GridPrior(nn.Module):
 
     def loss(self, indices: torch.Tensor, cond: torch.Tensor | int | None = None) -> LossOutput:
         """Training objective: NLL in nats per latent position (see
-        :func:`vqkit.contracts.likelihood_loss`)."""
-        return likelihood_loss(self.log_prob(indices, cond), indices[0].numel())
+        :func:`vqkit.contracts.likelihood_loss`).
+
+        An empty batch has no mean NLL: it raises ``ValueError`` (``log_prob`` of an empty
+        batch is the empty (0,) tensor)."""
+        log_prob = self.log_prob(indices, cond)
+        if indices.shape[0] == 0 or indices[0].numel() == 0:
+            raise ValueError(
+                f"{type(self).__name__}.loss: the batch is empty (indices of shape "
+                f"{tuple(indices.shape)}); the mean NLL of no grids is undefined"
+            )
+        return likelihood_loss(log_prob, indices[0].numel())
 
     @torch.no_grad()
     def sample(
@@ -201,15 +210,16 @@ class GridPrior(nn.Module):
         Shape:
             - Output: (n, H, W) int64 on the model's device.
         """
+        owner = f"{type(self).__name__}.sample"
         if method == "auto":
             method = self.sample_methods[0]
-        if method not in self.sample_methods:
+        if not isinstance(method, str) or method not in self.sample_methods:
             raise ValueError(
-                f"{type(self).__name__}.sample: unknown method {method!r}; expected 'auto' or one "
+                f"{owner}: unknown method {method!r}; expected 'auto' or one "
                 f"of {list(self.sample_methods)}"
             )
-        temperature = check_temperature(temperature)
         device = self.embedding.weight.device
+        n, temperature = check_sampling(owner, n, temperature, generator, device)
         size, given, known = prepare_given(n, size, given, given_mask, self.num_embeddings, device)
         cond = check_cond(cond, self.num_classes, n, device)
         sampler = getattr(self, f"_sample_{method}")

@@ -34,11 +34,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vqkit._checks import check_bool, check_positive_int
 from vqkit._hub import HubMixin
 from vqkit._registry import register
 from vqkit.autoregressive.base import GridPrior, LogitsHead
 from vqkit.autoregressive.gated_sampling import sample_fast
-from vqkit.autoregressive.pixelcnn import _check_positive_int
+from vqkit.autoregressive.sampling import (
+    check_factory,
+    check_kernel_size,
+    check_num_embeddings,
+    check_optional_classes,
+)
 
 __all__ = ["GatedLayer", "GatedPixelCNN", "StepBuffers", "StepWeights"]
 
@@ -114,11 +120,13 @@ class GatedLayer(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        if kernel_size % 2 != 1 or kernel_size < (3 if first else 1):
-            raise ValueError(
-                f"kernel_size must be odd and >= {3 if first else 1}"
-                f"{' for the first layer' if first else ''}, got {kernel_size}"
-            )
+        owner = "GatedLayer"
+        check_positive_int(owner, "channels", channels)
+        check_bool(owner, "first", first)
+        name = "kernel_size (of the first layer)" if first else "kernel_size"
+        check_kernel_size(owner, name, kernel_size, 3 if first else 1)
+        check_optional_classes(owner, num_classes)
+        check_factory(owner, device, dtype)
         kw = {"device": device, "dtype": dtype}
         self.channels, self.kernel_size, self.first = channels, kernel_size, first
         self.pad = kernel_size // 2
@@ -319,12 +327,15 @@ class GatedPixelCNN(GridPrior, HubMixin):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        self.num_embeddings = _check_positive_int("num_embeddings", num_embeddings, 2)
-        self.hidden_channels = _check_positive_int("hidden_channels", hidden_channels)
-        self.num_layers = _check_positive_int("num_layers", num_layers)
-        self.num_classes = (
-            None if num_classes is None else _check_positive_int("num_classes", num_classes)
-        )
+        owner = "GatedPixelCNN"
+        self.num_embeddings = check_num_embeddings(owner, num_embeddings)
+        self.hidden_channels = check_positive_int(owner, "hidden_channels", hidden_channels)
+        self.num_layers = check_positive_int(owner, "num_layers", num_layers)
+        check_kernel_size(owner, "kernel_size", kernel_size)
+        check_kernel_size(owner, "first_kernel_size", first_kernel_size, 3)
+        check_positive_int(owner, "head_channels", head_channels)
+        self.num_classes = check_optional_classes(owner, num_classes)
+        check_factory(owner, device, dtype)
         kw = {"device": device, "dtype": dtype}
         self.embedding = nn.Embedding(num_embeddings, hidden_channels, **kw)
         self.layers = nn.ModuleList(

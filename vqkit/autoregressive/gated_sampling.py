@@ -36,7 +36,6 @@ from vqkit.autoregressive.sampling import draw_codes, draw_uniform
 __all__ = ["sample_fast"]
 
 
-@torch.no_grad()
 def sample_fast(
     model: Any,
     codes: torch.Tensor,
@@ -59,6 +58,21 @@ def sample_fast(
     Shape:
         - Output: (n, H, W) int64.
     """
+    # Inference mode skips autograd's bookkeeping on the ~100 small kernels per position; the
+    # codes are cloned out of it so that callers get an ordinary tensor.
+    with torch.inference_mode():
+        out = _sample(model, codes, known, cond, temperature, generator)
+    return out.clone()
+
+
+def _sample(
+    model: Any,
+    codes: torch.Tensor,
+    known: torch.Tensor,
+    cond: torch.Tensor | None,
+    temperature: float,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
     n, height, width = codes.shape
     embedding = model.embedding.weight  # (K, C)
     c = embedding.shape[1]
