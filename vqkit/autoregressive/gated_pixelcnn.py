@@ -263,7 +263,9 @@ class GatedLayer(nn.Module):
         augmented row ``[g, 1]`` times ``weights.skip`` is the layer's skip output, bias
         included, so a sampler sums the skips of all layers in one matrix product. The layer's
         output ``[g, 1] @ weights.residual (+ residual)`` goes to ``out``; it is skipped when
-        ``out`` is None (the last layer's output feeds nothing but its skip).
+        ``out`` is None (the last layer's output feeds nothing but its skip). Writing into
+        buffers needs ``torch.no_grad()`` or ``torch.inference_mode()``: this is a sampling step,
+        not a differentiable one.
 
         Args:
             weights: :meth:`step_weights`.
