@@ -23,6 +23,7 @@ __all__ = ["MaskedConv2d", "MaskedLinear", "conv_mask"]
 
 
 def _pair_of_odd(kernel_size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    given = kernel_size
     if isinstance(kernel_size, int) and not isinstance(kernel_size, bool):
         kernel_size = (kernel_size, kernel_size)
     if (
@@ -33,9 +34,7 @@ def _pair_of_odd(kernel_size: int | tuple[int, int] | list[int]) -> tuple[int, i
             for k in kernel_size
         )
     ):
-        raise ValueError(
-            f"kernel_size must be a positive odd int or a pair of them, got {kernel_size!r}"
-        )
+        raise ValueError(f"kernel_size must be a positive odd int or a pair of them, got {given!r}")
     return int(kernel_size[0]), int(kernel_size[1])
 
 
