@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from vqkit import MADE, GatedPixelCNN, MADEFlowPrior, MaskedConv2d, MaskedLinear, PixelCNN
-from vqkit.autoregressive import GatedLayer
+from vqkit.autoregressive import GatedLayer, grid_dependencies
 from vqkit.autoregressive.sampling import draw_codes
 
 K = 4
@@ -342,3 +342,23 @@ def test_made_flow_prior_refuses():
             flow.sample(n, generator=generator)
     with pytest.raises(ValueError, match="the prior is on the 'meta' device"):
         MADEFlowPrior(3, hidden_features=(8,), device="meta").sample(2)
+
+
+def test_receptive_field_and_grid_dependencies_refuse_bad_grids():
+    model = GRID_PRIORS["gated_pixelcnn"]()
+    for size, position, message in [
+        ((0, 3), (0, 0), r"size must be a pair of positive ints \(H, W\), got \(0, 3\)"),
+        ((3,), (0, 0), r"size must be a pair of positive ints"),
+        ((3, 3.0), (0, 0), r"size must be a pair of positive ints"),
+        ((3, 3), (3, 0), r"position must be a pair of ints \(i, j\) inside the grid \(3, 3\)"),
+        ((3, 3), (-1, 0), r"position must be a pair of ints"),
+        ((3, 3), (True, 0), r"position must be a pair of ints"),
+        ((3, 3), None, r"position must be a pair of ints"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            model.receptive_field(size, position)
+        if position is not None:
+            with pytest.raises(ValueError, match=message):
+                grid_dependencies(model, size, position)
+    with pytest.raises(TypeError, match=r"prior must be a GridPrior .*got MADE"):
+        grid_dependencies(MADE(4, 2, hidden_features=[4]), (2, 2))

@@ -41,6 +41,7 @@ from vqkit.autoregressive.base import GridPrior, LogitsHead
 from vqkit.autoregressive.gated_sampling import sample_fast
 from vqkit.autoregressive.sampling import (
     check_factory,
+    check_grid_position,
     check_kernel_size,
     check_num_embeddings,
     check_optional_classes,
@@ -374,8 +375,7 @@ class GatedPixelCNN(GridPrior, HubMixin):
             - Output: (H, W) bool; True at (i', j') iff i-R <= i' < i and |j'-j| <= R, or
               i' == i and j-R <= j' < j.
         """
-        h, w = size
-        i, j = position
+        h, w, i, j = check_grid_position("GatedPixelCNN.receptive_field", size, position)
         r = self.reach
         rows = torch.arange(h)[:, None]
         cols = torch.arange(w)[None, :]

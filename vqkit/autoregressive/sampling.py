@@ -23,6 +23,7 @@ from vqkit._checks import (
 __all__ = [
     "check_cond",
     "check_factory",
+    "check_grid_position",
     "check_indices",
     "check_kernel_size",
     "check_num_embeddings",
@@ -65,6 +66,27 @@ def check_factory(owner: str, device: Any, dtype: Any) -> None:
         )
     if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
         raise TypeError(f"{owner}: dtype must be a floating torch.dtype or None, got {dtype!r}")
+
+
+def check_grid_position(owner: str, size: Any, position: Any) -> tuple[int, int, int, int]:
+    """``size`` (H, W) a pair of positive ints and ``position`` (i, j) a pair of ints inside it;
+    returns ``(H, W, i, j)``."""
+
+    def pair(value: Any, low: int) -> bool:
+        return (
+            isinstance(value, (tuple, list))
+            and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= low for v in value)
+        )
+
+    if not pair(size, 1):
+        raise ValueError(f"{owner}: size must be a pair of positive ints (H, W), got {size!r}")
+    if not pair(position, 0) or position[0] >= size[0] or position[1] >= size[1]:
+        raise ValueError(
+            f"{owner}: position must be a pair of ints (i, j) inside the grid {tuple(size)}, "
+            f"got {position!r}"
+        )
+    return int(size[0]), int(size[1]), int(position[0]), int(position[1])
 
 
 def check_sampling(
