@@ -281,9 +281,8 @@ class GatedLayer(nn.Module):
             - window: (N, horizontal_reach·C); link: (N, 2C); residual, out: (N, C).
         """
         torch.addmm(link, window, weights.window, out=buffers.pre)  # (N, 2C)
-        torch.mul(
-            torch.tanh(buffers.pre_tanh), torch.sigmoid(buffers.pre_sigmoid), out=buffers.features
-        )  # (N, C)
+        # in place on the scratch buffer: no allocation per position
+        torch.mul(buffers.pre_tanh.tanh_(), buffers.pre_sigmoid.sigmoid_(), out=buffers.features)
         if out is None:
             return
         if self.first:
