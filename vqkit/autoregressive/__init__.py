@@ -1,6 +1,6 @@
 """Autoregressive layers and priors: masked layers, PixelCNN, Gated PixelCNN, MADE, MADE flow."""
 
-from vqkit.autoregressive.base import GridPrior
+from vqkit.autoregressive.base import GridPrior, LogitsHead
 from vqkit.autoregressive.checks import grid_dependencies, raster_before
 from vqkit.autoregressive.flow import MADEFlowPrior
 from vqkit.autoregressive.gated_pixelcnn import GatedLayer, GatedPixelCNN
@@ -15,6 +15,7 @@ __all__ = [
     "GatedLayer",
     "GatedPixelCNN",
     "GridPrior",
+    "LogitsHead",
     "MADEFlowPrior",
     "MaskGIT",
     "MaskedConv2d",

@@ -19,31 +19,85 @@ from torch import nn
 from vqkit.autoregressive.sampling import (
     check_cond,
     check_indices,
-    check_temperature,
+    check_sampling,
     draw_codes,
     draw_uniform,
     prepare_given,
 )
 from vqkit.contracts import LossOutput, likelihood_loss
 
-__all__ = ["GridPrior", "logits_head"]
+__all__ = ["GridPrior", "LogitsHead", "logits_head"]
+
+
+class LogitsHead(nn.Sequential):
+    """The two 1×1 convolutions (with ReLUs) that turn a grid prior's features into logits.
+
+    ``ReLU → 1×1 conv → ReLU → 1×1 conv``, an ``nn.Sequential`` so that its ``state_dict`` keys
+    (``1.weight``, ``1.bias``, ``3.weight``, ``3.bias``) are those of vqkit 0.1.0.
+
+    Args:
+        hidden_channels: number of input features C.
+        head_channels: width of the hidden 1×1 convolution.
+        num_embeddings: number of output logits K.
+        device: factory arguments for the parameters.
+        dtype: factory arguments for the parameters.
+
+    Shape:
+        - Input of ``forward``: (B, C, H, W); output: (B, K, H, W).
+        - Input of :meth:`step`: (N, C) features of N positions; output: (N, K).
+    """
+
+    def __init__(
+        self,
+        hidden_channels: int,
+        head_channels: int,
+        num_embeddings: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        kw = {"device": device, "dtype": dtype}
+        super().__init__(
+            nn.ReLU(),
+            nn.Conv2d(hidden_channels, head_channels, 1, **kw),
+            nn.ReLU(),
+            nn.Conv2d(head_channels, num_embeddings, 1, **kw),
+        )
+
+    def step_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(W1, b1, W2, b2)`` for :meth:`step`: the two 1×1 convolutions as matrices acting
+        from the right, (C, head) and (head, K). Copies: compute once per sampling call."""
+        hidden, out = self[1], self[3]
+        w1 = hidden.weight[:, :, 0, 0].t().contiguous()  # (C, head)
+        w2 = out.weight[:, :, 0, 0].t().contiguous()  # (head, K)
+        return w1, hidden.bias, w2, out.bias
+
+    @staticmethod
+    def step(
+        weights: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+        features: torch.Tensor,
+    ) -> torch.Tensor:
+        """The head on the features of single positions (an incremental sampler's step).
+
+        Equal to ``forward`` on a (N, C, 1, 1) input, as two matrix products. ``features`` is
+        overwritten (the first ReLU is applied in place).
+
+        Args:
+            weights: :meth:`step_weights`.
+            features: (N, C) features of N positions.
+
+        Shape:
+            - Output: (N, K) logits.
+        """
+        w1, b1, w2, b2 = weights
+        hidden = torch.addmm(b1, features.relu_(), w1)  # (N, head)
+        return torch.addmm(b2, hidden.relu_(), w2)  # (N, K)
 
 
 def logits_head(
     hidden_channels: int, head_channels: int, num_embeddings: int, **factory_kwargs
-) -> nn.Sequential:
-    """The two 1×1 convolutions (with ReLUs) that turn a grid prior's features into logits.
-
-    Shape:
-        - Input: (B, hidden_channels, H, W)
-        - Output: (B, num_embeddings, H, W)
-    """
-    return nn.Sequential(
-        nn.ReLU(),
-        nn.Conv2d(hidden_channels, head_channels, 1, **factory_kwargs),
-        nn.ReLU(),
-        nn.Conv2d(head_channels, num_embeddings, 1, **factory_kwargs),
-    )
+) -> LogitsHead:
+    """A :class:`LogitsHead` (kept for the callers of vqkit 0.1.0)."""
+    return LogitsHead(hidden_channels, head_channels, num_embeddings, **factory_kwargs)
 
 
 class GridPrior(nn.Module):
@@ -111,8 +165,17 @@ class GridPrior(nn.Module):
 
     def loss(self, indices: torch.Tensor, cond: torch.Tensor | int | None = None) -> LossOutput:
         """Training objective: NLL in nats per latent position (see
-        :func:`vqkit.contracts.likelihood_loss`)."""
-        return likelihood_loss(self.log_prob(indices, cond), indices[0].numel())
+        :func:`vqkit.contracts.likelihood_loss`).
+
+        An empty batch has no mean NLL: it raises ``ValueError`` (``log_prob`` of an empty
+        batch is the empty (0,) tensor)."""
+        log_prob = self.log_prob(indices, cond)
+        if indices.shape[0] == 0 or indices[0].numel() == 0:
+            raise ValueError(
+                f"{type(self).__name__}.loss: the batch is empty (indices of shape "
+                f"{tuple(indices.shape)}); the mean NLL of no grids is undefined"
+            )
+        return likelihood_loss(log_prob, indices[0].numel())
 
     @torch.no_grad()
     def sample(
@@ -147,15 +210,16 @@ class GridPrior(nn.Module):
         Shape:
             - Output: (n, H, W) int64 on the model's device.
         """
+        owner = f"{type(self).__name__}.sample"
         if method == "auto":
             method = self.sample_methods[0]
-        if method not in self.sample_methods:
+        if not isinstance(method, str) or method not in self.sample_methods:
             raise ValueError(
-                f"{type(self).__name__}.sample: unknown method {method!r}; expected 'auto' or one "
+                f"{owner}: unknown method {method!r}; expected 'auto' or one "
                 f"of {list(self.sample_methods)}"
             )
-        temperature = check_temperature(temperature)
         device = self.embedding.weight.device
+        n, temperature = check_sampling(owner, n, temperature, generator, device)
         size, given, known = prepare_given(n, size, given, given_mask, self.num_embeddings, device)
         cond = check_cond(cond, self.num_classes, n, device)
         sampler = getattr(self, f"_sample_{method}")

@@ -14,6 +14,7 @@ import copy
 import torch
 
 from vqkit.autoregressive.base import GridPrior
+from vqkit.autoregressive.sampling import check_grid_position
 
 __all__ = ["grid_dependencies", "raster_before"]
 
@@ -51,6 +52,15 @@ def grid_dependencies(
           True where the gradient with respect to the embedding at that input position is
           nonzero.
     """
+    if not isinstance(prior, GridPrior):
+        raise TypeError(
+            f"grid_dependencies: prior must be a GridPrior (PixelCNN, GatedPixelCNN), got "
+            f"{type(prior).__name__}"
+        )
+    if position is None:
+        check_grid_position("grid_dependencies", size, (0, 0))
+    else:
+        check_grid_position("grid_dependencies", size, position)
     model = copy.deepcopy(prior).double().eval()
     h, w = size
     gen = torch.Generator().manual_seed(seed)

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vqkit._checks import check_generator, check_number, check_positive_int
 from vqkit._hub import HubMixin
 from vqkit._registry import register
 from vqkit.autoregressive.made import MaskedMLP
@@ -72,10 +73,10 @@ class MADEFlowPrior(nn.Module, HubMixin):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
-            raise ValueError(f"dim must be a positive int, got {dim!r}")
-        if not 0 < min_scale < 1:
-            raise ValueError(f"min_scale must lie in (0, 1), got {min_scale!r}")
+        check_positive_int("MADEFlowPrior", "dim", dim)
+        check_number(
+            "MADEFlowPrior", "min_scale", min_scale, low=0, high=1, low_open=True, high_open=True
+        )
         self.dim, self.min_scale = dim, float(min_scale)
         self.net = MaskedMLP(
             dim,
@@ -100,6 +101,8 @@ class MADEFlowPrior(nn.Module, HubMixin):
             )
         if z.dim() != 2 or z.shape[1] != self.dim:
             raise ValueError(f"{name} must have shape (B, {self.dim}), got {tuple(z.shape)}")
+        if z.device.type == "meta":
+            raise ValueError(f"MADEFlowPrior: {name} is on the 'meta' device (shape only, no data)")
 
     def shift_and_scale(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """μ(z) and σ(z), each (B, D); coordinate i depends only on z's earlier coordinates."""
@@ -146,8 +149,14 @@ class MADEFlowPrior(nn.Module, HubMixin):
         return -0.5 * (eps.pow(2) + _LOG_2PI).sum(dim=1) + log_det
 
     def loss(self, z: torch.Tensor, cond: None = None) -> LossOutput:
-        """Training objective: negative log-density in nats per latent dimension."""
-        return likelihood_loss(self.log_prob(z, cond), self.dim)
+        """Training objective: negative log-density in nats per latent dimension; an empty batch
+        raises ``ValueError``."""
+        log_prob = self.log_prob(z, cond)
+        if log_prob.shape[0] == 0:
+            raise ValueError(
+                "MADEFlowPrior.loss: the batch is empty; the mean NLL of no latents is undefined"
+            )
+        return likelihood_loss(log_prob, self.dim)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -156,9 +165,11 @@ class MADEFlowPrior(nn.Module, HubMixin):
         Shape:
             - Output: (n, D) on the prior's device and dtype.
         """
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"n must be a positive int, got {n!r}")
         weight = self.net.layers[0].weight
+        check_positive_int("MADEFlowPrior.sample", "n", n)
+        check_generator("MADEFlowPrior.sample", generator, weight.device)
+        if weight.device.type == "meta":
+            raise ValueError("MADEFlowPrior.sample: the prior is on the 'meta' device (no weights)")
         gen_device = generator.device if generator is not None else weight.device
         eps = torch.randn(n, self.dim, generator=generator, device=gen_device, dtype=weight.dtype)
         return self.inverse(eps.to(weight.device))

@@ -28,22 +28,69 @@ the stacks: see :mod:`vqkit.autoregressive.gated_sampling`.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vqkit._checks import check_bool, check_positive_int
 from vqkit._hub import HubMixin
 from vqkit._registry import register
-from vqkit.autoregressive.base import GridPrior, logits_head
-from vqkit.autoregressive.pixelcnn import _check_positive_int
+from vqkit.autoregressive.base import GridPrior, LogitsHead
+from vqkit.autoregressive.gated_sampling import sample_fast
+from vqkit.autoregressive.sampling import (
+    check_factory,
+    check_grid_position,
+    check_kernel_size,
+    check_num_embeddings,
+    check_optional_classes,
+)
 
-__all__ = ["GatedLayer", "GatedPixelCNN"]
+__all__ = ["GatedLayer", "GatedPixelCNN", "StepBuffers", "StepWeights"]
 
 
 def gate(x: torch.Tensor) -> torch.Tensor:
     """``tanh(a) * sigmoid(b)`` with ``a, b`` the two halves of the channel dimension (dim 1)."""
     a, b = x.chunk(2, dim=1)
     return torch.tanh(a) * torch.sigmoid(b)
+
+
+class StepWeights(NamedTuple):
+    """A :class:`GatedLayer`'s weights as matrices for its incremental steps (``step_weights``).
+
+    Matrices act on channels-last rows from the right (``x @ M``):
+
+    - ``vertical`` (vertical_reach·k·C, 2C) and ``vertical_bias`` (2C,): the vertical
+      convolution on a flattened (rows, columns, channels) window;
+    - ``v_to_h`` (2C, 2C) and ``link_bias`` (2C,): the vertical-to-horizontal 1×1 convolution,
+      with the horizontal convolution's bias folded in;
+    - ``window`` (horizontal_reach·C, 2C): the horizontal convolution on a flattened window;
+    - ``residual`` and ``skip`` (C + 1, C): the two halves of the output 1×1 convolution, with
+      their bias as the last row.
+    """
+
+    vertical: torch.Tensor
+    vertical_bias: torch.Tensor
+    v_to_h: torch.Tensor
+    link_bias: torch.Tensor
+    window: torch.Tensor
+    residual: torch.Tensor
+    skip: torch.Tensor
+
+
+class StepBuffers(NamedTuple):
+    """Scratch space of :meth:`GatedLayer.horizontal_step` (see ``step_buffers``).
+
+    ``pre`` (N, 2C) holds the pre-activations and ``pre_tanh`` / ``pre_sigmoid`` are its two
+    halves; ``gated`` (N, C + 1) is ``[g, 1]`` and ``features`` its first C columns.
+    """
+
+    pre: torch.Tensor
+    pre_tanh: torch.Tensor
+    pre_sigmoid: torch.Tensor
+    gated: torch.Tensor
+    features: torch.Tensor
 
 
 class GatedLayer(nn.Module):
@@ -74,11 +121,13 @@ class GatedLayer(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        if kernel_size % 2 != 1 or kernel_size < (3 if first else 1):
-            raise ValueError(
-                f"kernel_size must be odd and >= {3 if first else 1}"
-                f"{' for the first layer' if first else ''}, got {kernel_size}"
-            )
+        owner = "GatedLayer"
+        check_positive_int(owner, "channels", channels)
+        check_bool(owner, "first", first)
+        name = "kernel_size (of the first layer)" if first else "kernel_size"
+        check_kernel_size(owner, name, kernel_size, 3 if first else 1)
+        check_optional_classes(owner, num_classes)
+        check_factory(owner, device, dtype)
         kw = {"device": device, "dtype": dtype}
         self.channels, self.kernel_size, self.first = channels, kernel_size, first
         self.pad = kernel_size // 2
@@ -113,6 +162,133 @@ class GatedLayer(nn.Module):
         if not self.first:
             h_out = h_out + h
         return v_out, h_out, skip
+
+    # -- incremental steps, used by the fast sampler (vqkit.autoregressive.gated_sampling) --
+
+    @property
+    def vertical_reach(self) -> int:
+        """Rows of the vertical stack's input that one output row sees: p (first layer) or p+1."""
+        return self.v_conv.kernel_size[0]
+
+    @property
+    def horizontal_reach(self) -> int:
+        """Columns of the horizontal stack's input that one output sees: p (first) or p+1."""
+        return self.h_conv.kernel_size[1]
+
+    def step_weights(self) -> StepWeights:
+        """The layer's weights laid out as matrices for :meth:`vertical_row` and
+        :meth:`horizontal_step`.
+
+        Compute them once per sampling call (they are copies: recompute after changing the
+        parameters).
+        """
+        c = self.channels
+        # (2C, C, reach, k) -> (reach·k·C, 2C): row (r·k + t)·C + c_in, a channels-last window
+        vertical = self.v_conv.weight.permute(2, 3, 1, 0).reshape(-1, 2 * c)
+        v_to_h = self.v_to_h.weight[:, :, 0, 0].t()  # (2C, 2C)
+        window = self.h_conv.weight[:, :, 0, :]  # (2C, C, reach)
+        window = window.permute(2, 1, 0).reshape(-1, 2 * c)  # (reach·C, 2C): row r·C + c_in
+        out_w, out_b = self.h_out.weight[:, :, 0, 0].t(), self.h_out.bias  # (C, 2C), (2C,)
+        return StepWeights(
+            vertical=vertical.contiguous(),
+            vertical_bias=self.v_conv.bias,
+            v_to_h=v_to_h.contiguous(),
+            link_bias=self.v_to_h.bias + self.h_conv.bias,
+            window=window.contiguous(),
+            residual=torch.cat([out_w[:, :c], out_b[None, :c]]).contiguous(),
+            skip=torch.cat([out_w[:, c:], out_b[None, c:]]).contiguous(),
+        )
+
+    def vertical_row(
+        self, weights: StepWeights, window: torch.Tensor, cond: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One row of the vertical stack, and its contribution to the horizontal stack.
+
+        Row i of the layer's vertical output depends only on the rows of its input above i (and
+        on row i itself, except for the first layer), so an incremental sampler computes it once
+        per row, as one matrix product over the batch and the row. ``link`` holds everything of
+        the horizontal pre-activations at row i that does not depend on row i of the horizontal
+        input: ``v_to_h`` of the vertical pre-activations, the biases and the class embedding.
+
+        Args:
+            weights: :meth:`step_weights`.
+            window: the vertical stack's input at rows ``i - p .. i - 1`` (first layer) or
+                ``i - p .. i`` (zeros above the grid), zero-padded by p columns on each side,
+                channels last.
+            cond: class labels (N,) int64, or None.
+
+        Shape:
+            - window: (N, vertical_reach, W + 2p, C)
+            - Output: ``v_out`` (N, W, C), the gated vertical features of row i, and ``link``
+              (N, W, 2C), both channels last.
+        """
+        n, _, padded, c = window.shape
+        width = padded - 2 * self.pad
+        # im2col: (N, reach, W, C, k) -> (N, W, reach, k, C) -> (N·W, reach·k·C)
+        cols = window.unfold(2, self.kernel_size, 1).permute(0, 2, 1, 4, 3)
+        cols = cols.reshape(n * width, -1)
+        v_pre = torch.addmm(weights.vertical_bias, cols, weights.vertical)  # (N·W, 2C)
+        link = torch.addmm(weights.link_bias, v_pre, weights.v_to_h)  # (N·W, 2C)
+        v_pre, link = v_pre.view(n, width, 2 * c), link.view(n, width, 2 * c)
+        if self.cond_v is not None:
+            v_pre = v_pre + self.cond_v(cond)[:, None, :]
+            link = link + self.cond_h(cond)[:, None, :]
+        return torch.tanh(v_pre[..., :c]) * torch.sigmoid(v_pre[..., c:]), link
+
+    def step_buffers(self, gated: torch.Tensor) -> StepBuffers:
+        """Scratch buffers and views for :meth:`horizontal_step`, built once per sampling call.
+
+        Args:
+            gated: (N, C + 1) tensor (usually a view of the sampler's buffer of all layers) that
+                receives the gated features ``[g, 1]``; its last column is set to 1 here.
+        """
+        c = self.channels
+        if gated.dim() != 2 or gated.shape[1] != c + 1:
+            raise ValueError(f"gated must have shape (N, {c + 1}), got {tuple(gated.shape)}")
+        gated[:, c] = 1
+        pre = gated.new_empty(gated.shape[0], 2 * c)
+        return StepBuffers(pre, pre[:, :c], pre[:, c:], gated, gated[:, :c])
+
+    def horizontal_step(
+        self,
+        weights: StepWeights,
+        buffers: StepBuffers,
+        window: torch.Tensor,
+        link: torch.Tensor,
+        residual: torch.Tensor | None = None,
+        out: torch.Tensor | None = None,
+    ) -> None:
+        """One position (i, j) of the horizontal stack, written into preallocated buffers.
+
+        The gated features go to ``buffers.gated[:, :C]`` (its last column holds ones): the
+        augmented row ``[g, 1]`` times ``weights.skip`` is the layer's skip output, bias
+        included, so a sampler sums the skips of all layers in one matrix product. The layer's
+        output ``[g, 1] @ weights.residual (+ residual)`` goes to ``out``; it is skipped when
+        ``out`` is None (the last layer's output feeds nothing but its skip). Writing into
+        buffers needs ``torch.no_grad()`` or ``torch.inference_mode()``: this is a sampling step,
+        not a differentiable one.
+
+        Args:
+            weights: :meth:`step_weights`.
+            buffers: :meth:`step_buffers`.
+            window: the horizontal input at columns ``j - p .. j - 1`` (first layer) or
+                ``j - p .. j`` (zeros left of the grid), flattened channels last.
+            link: row i's ``link`` at column j (see :meth:`vertical_row`).
+            residual: the horizontal input at column j (layers after the first).
+            out: where to write the layer's horizontal output, or None.
+
+        Shape:
+            - window: (N, horizontal_reach·C); link: (N, 2C); residual, out: (N, C).
+        """
+        torch.addmm(link, window, weights.window, out=buffers.pre)  # (N, 2C)
+        # in place on the scratch buffer: no allocation per position
+        torch.mul(buffers.pre_tanh.tanh_(), buffers.pre_sigmoid.sigmoid_(), out=buffers.features)
+        if out is None:
+            return
+        if self.first:
+            torch.mm(buffers.gated, weights.residual, out=out)
+        else:
+            torch.addmm(residual, buffers.gated, weights.residual, out=out)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, kernel_size={self.kernel_size}, first={self.first}"
@@ -153,12 +329,15 @@ class GatedPixelCNN(GridPrior, HubMixin):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        self.num_embeddings = _check_positive_int("num_embeddings", num_embeddings, 2)
-        self.hidden_channels = _check_positive_int("hidden_channels", hidden_channels)
-        self.num_layers = _check_positive_int("num_layers", num_layers)
-        self.num_classes = (
-            None if num_classes is None else _check_positive_int("num_classes", num_classes)
-        )
+        owner = "GatedPixelCNN"
+        self.num_embeddings = check_num_embeddings(owner, num_embeddings)
+        self.hidden_channels = check_positive_int(owner, "hidden_channels", hidden_channels)
+        self.num_layers = check_positive_int(owner, "num_layers", num_layers)
+        check_kernel_size(owner, "kernel_size", kernel_size)
+        check_kernel_size(owner, "first_kernel_size", first_kernel_size, 3)
+        check_positive_int(owner, "head_channels", head_channels)
+        self.num_classes = check_optional_classes(owner, num_classes)
+        check_factory(owner, device, dtype)
         kw = {"device": device, "dtype": dtype}
         self.embedding = nn.Embedding(num_embeddings, hidden_channels, **kw)
         self.layers = nn.ModuleList(
@@ -171,7 +350,7 @@ class GatedPixelCNN(GridPrior, HubMixin):
             )
             for index in range(num_layers)
         )
-        self.head = logits_head(hidden_channels, head_channels, num_embeddings, **kw)
+        self.head = LogitsHead(hidden_channels, head_channels, num_embeddings, **kw)
 
     def logits_from_embeddings(
         self, x: torch.Tensor, cond: torch.Tensor | None = None
@@ -195,8 +374,7 @@ class GatedPixelCNN(GridPrior, HubMixin):
             - Output: (H, W) bool; True at (i', j') iff i-R <= i' < i and |j'-j| <= R, or
               i' == i and j-R <= j' < j.
         """
-        h, w = size
-        i, j = position
+        h, w, i, j = check_grid_position("GatedPixelCNN.receptive_field", size, position)
         r = self.reach
         rows = torch.arange(h)[:, None]
         cols = torch.arange(w)[None, :]
@@ -212,8 +390,6 @@ class GatedPixelCNN(GridPrior, HubMixin):
         temperature: float,
         generator: torch.Generator | None,
     ) -> torch.Tensor:
-        from vqkit.autoregressive.gated_sampling import sample_fast  # imports this module
-
         return sample_fast(self, codes, known, cond, temperature, generator)
 
     def extra_repr(self) -> str:

@@ -30,12 +30,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vqkit._checks import check_bool, check_choice, check_int, check_positive_int
 from vqkit._hub import HubMixin
 from vqkit._registry import register
 from vqkit.autoregressive.masked import MaskedLinear
 from vqkit.autoregressive.sampling import (
+    check_factory,
     check_indices,
-    check_temperature,
+    check_num_embeddings,
+    check_sampling,
     draw_codes,
     draw_uniform,
 )
@@ -44,6 +47,18 @@ from vqkit.contracts import LossOutput, likelihood_loss
 __all__ = ["MADE", "MaskedMLP"]
 
 ORDERINGS = ("natural", "reversed", "random")
+
+
+def check_hidden_features(owner: str, value: object) -> list[int]:
+    """``hidden_features``: a list or tuple of positive ints (possibly empty)."""
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in value
+    ):
+        raise ValueError(
+            f"{owner}: hidden_features must be a list of positive ints (the hidden widths), "
+            f"got {value!r}"
+        )
+    return list(value)
 
 
 class MaskedMLP(nn.Module):
@@ -81,19 +96,19 @@ class MaskedMLP(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        owner = "MaskedMLP"
         for name, value in (
             ("num_features", num_features),
             ("in_per_feature", in_per_feature),
             ("out_per_feature", out_per_feature),
             ("num_masks", num_masks),
         ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        hidden_features = list(hidden_features)
-        if not all(isinstance(h, int) and h > 0 for h in hidden_features):
-            raise ValueError(f"hidden_features must be positive ints, got {hidden_features!r}")
-        if ordering not in ORDERINGS:
-            raise ValueError(f"ordering must be one of {ORDERINGS}, got {ordering!r}")
+            check_positive_int(owner, name, value)
+        hidden_features = check_hidden_features(owner, hidden_features)
+        check_choice(owner, "ordering", ordering, ORDERINGS)
+        check_bool(owner, "order_agnostic", order_agnostic)
+        check_int(owner, "seed", seed, low=0, high=2**31 - 1)
+        check_factory(owner, device, dtype)
         self.num_features, self.hidden_features = num_features, hidden_features
         self.in_per_feature, self.out_per_feature = in_per_feature, out_per_feature
         self.num_masks, self.ordering, self.order_agnostic = num_masks, ordering, order_agnostic
@@ -142,7 +157,11 @@ class MaskedMLP(nn.Module):
 
     def select_mask(self, mask_index: int) -> None:
         """Switch every layer to connectivity mask ``mask_index`` in [0, num_masks)."""
-        if not isinstance(mask_index, int) or not 0 <= mask_index < self.num_masks:
+        if (
+            isinstance(mask_index, bool)
+            or not isinstance(mask_index, int)
+            or not 0 <= mask_index < self.num_masks
+        ):
             raise ValueError(
                 f"mask_index must be an int in [0, {self.num_masks}), got {mask_index!r}"
             )
@@ -211,8 +230,8 @@ class MADE(nn.Module, HubMixin):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(num_embeddings, int) or num_embeddings < 2:
-            raise ValueError(f"num_embeddings must be an int >= 2, got {num_embeddings!r}")
+        check_positive_int("MADE", "num_features", num_features)
+        check_num_embeddings("MADE", num_embeddings)
         self.num_features, self.num_embeddings = num_features, num_embeddings
         self.net = MaskedMLP(
             num_features,
@@ -291,8 +310,13 @@ class MADE(nn.Module, HubMixin):
 
     def loss(self, indices: torch.Tensor, cond: None = None) -> LossOutput:
         """Training objective: NLL in nats per variable (see
-        :func:`vqkit.contracts.likelihood_loss`)."""
-        return likelihood_loss(self.log_prob(indices, cond), self.num_features)
+        :func:`vqkit.contracts.likelihood_loss`); an empty batch raises ``ValueError``."""
+        log_prob = self.log_prob(indices, cond)
+        if log_prob.shape[0] == 0:
+            raise ValueError(
+                "MADE.loss: the batch is empty; the mean NLL of no samples is undefined"
+            )
+        return likelihood_loss(log_prob, self.num_features)
 
     @torch.no_grad()
     def sample(
@@ -319,13 +343,19 @@ class MADE(nn.Module, HubMixin):
         """
         if cond is not None:
             raise ValueError("cond was given but MADE is unconditional")
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive int, got {n!r}")
-        size = (self.num_features,) if size is None else tuple(size)
+        device = self.net.layers[0].weight.device
+        n, temperature = check_sampling("MADE.sample", n, temperature, generator, device)
+        if size is None:
+            size = (self.num_features,)
+        elif not isinstance(size, (tuple, list)) or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size
+        ):
+            raise ValueError(f"MADE.sample: size must be a tuple of positive ints, got {size!r}")
+        size = tuple(size)
         if math.prod(size) != self.num_features:
             raise ValueError(f"size {size} must hold num_features={self.num_features} values")
-        temperature = check_temperature(temperature)
-        device = self.net.layers[0].weight.device
+        if mask_index is not None:
+            check_int("MADE.sample", "mask_index", mask_index, low=0, high=self.num_masks - 1)
         if mask_index is None:
             gen_device = generator.device if generator is not None else device
             which = torch.randint(self.num_masks, (n,), generator=generator, device=gen_device)

@@ -17,20 +17,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vqkit._checks import check_bool, check_choice, check_positive_int
+
 __all__ = ["MaskedConv2d", "MaskedLinear", "conv_mask"]
 
 
 def _pair_of_odd(kernel_size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
-    if isinstance(kernel_size, int):
+    given = kernel_size
+    if isinstance(kernel_size, int) and not isinstance(kernel_size, bool):
         kernel_size = (kernel_size, kernel_size)
     if (
         not isinstance(kernel_size, (tuple, list))
         or len(kernel_size) != 2
-        or not all(isinstance(k, int) and k > 0 and k % 2 == 1 for k in kernel_size)
-    ):
-        raise ValueError(
-            f"kernel_size must be a positive odd int or a pair of them, got {kernel_size!r}"
+        or not all(
+            isinstance(k, int) and not isinstance(k, bool) and k > 0 and k % 2 == 1
+            for k in kernel_size
         )
+    ):
+        raise ValueError(f"kernel_size must be a positive odd int or a pair of them, got {given!r}")
     return int(kernel_size[0]), int(kernel_size[1])
 
 
@@ -69,10 +73,10 @@ def conv_mask(
         - Output: (out_channels, in_channels, kH, kW), float 0/1.
     """
     kh, kw = _pair_of_odd(kernel_size)
-    if mask_type not in ("A", "B"):
-        raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
-    if not isinstance(data_channels, int) or data_channels < 1:
-        raise ValueError(f"data_channels must be a positive int, got {data_channels!r}")
+    check_positive_int("conv_mask", "out_channels", out_channels)
+    check_positive_int("conv_mask", "in_channels", in_channels)
+    check_choice("conv_mask", "mask_type", mask_type, ("A", "B"))
+    check_positive_int("conv_mask", "data_channels", data_channels)
     mask = torch.ones(out_channels, in_channels, kh, kw)
     ch, cw = kh // 2, kw // 2
     mask[:, :, ch, cw:] = 0  # centre and right of it in the centre row
@@ -85,6 +89,16 @@ def conv_mask(
         centre = g_out[:, None] >= g_in[None, :]
     mask[:, :, ch, cw] = centre.float()
     return mask
+
+
+def _check_input(owner: str, x: object) -> None:
+    """A floating-point tensor on a real device (the shape is checked by the caller)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{owner}: input must be a torch.Tensor, got {type(x).__name__}")
+    if not x.dtype.is_floating_point:
+        raise TypeError(f"{owner}: input must be a floating-point tensor, got dtype {x.dtype}")
+    if x.device.type == "meta":
+        raise ValueError(f"{owner}: input is on the 'meta' device (shape only, no data)")
 
 
 class MaskedConv2d(nn.Conv2d):
@@ -128,6 +142,9 @@ class MaskedConv2d(nn.Conv2d):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
+        check_positive_int("MaskedConv2d", "in_channels", in_channels)
+        check_positive_int("MaskedConv2d", "out_channels", out_channels)
+        check_bool("MaskedConv2d", "bias", bias)
         kh, kw = _pair_of_odd(kernel_size)
         mask = conv_mask(out_channels, in_channels, (kh, kw), mask_type, data_channels)
         super().__init__(
@@ -146,6 +163,7 @@ class MaskedConv2d(nn.Conv2d):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input("MaskedConv2d", x)
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"MaskedConv2d expected input (B, {self.in_channels}, H, W), got {tuple(x.shape)}"
@@ -186,22 +204,36 @@ class MaskedLinear(nn.Linear):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
+        check_positive_int("MaskedLinear", "in_features", in_features)
+        check_positive_int("MaskedLinear", "out_features", out_features)
+        check_bool("MaskedLinear", "bias", bias)
         super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
         self.register_buffer("mask", torch.ones_like(self.weight), persistent=False)
 
     def set_mask(self, mask: torch.Tensor) -> None:
-        """Replace the connectivity mask; ``mask`` has shape (out_features, in_features)."""
+        """Replace the connectivity mask; ``mask`` has shape (out_features, in_features) and
+        holds only 0 and 1 (bool, integer or floating)."""
+        if not isinstance(mask, torch.Tensor):
+            raise TypeError(
+                f"MaskedLinear.set_mask: mask must be a tensor, got {type(mask).__name__}"
+            )
         if tuple(mask.shape) != tuple(self.weight.shape):
             raise ValueError(
                 f"mask must have shape {tuple(self.weight.shape)} (out_features, in_features), "
                 f"got {tuple(mask.shape)}"
+            )
+        if mask.device.type == "meta" or not bool(((mask == 0) | (mask == 1)).all()):
+            raise ValueError(
+                "MaskedLinear.set_mask: mask must hold only 0 and 1 (a connectivity mask) on a "
+                "real device"
             )
         # Replace rather than copy in place: a forward pass already recorded for autograd keeps
         # the mask it used (MADE switches masks between passes of one training step).
         self.mask = mask.to(device=self.weight.device, dtype=self.weight.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-1] != self.in_features:
+        _check_input("MaskedLinear", x)
+        if x.dim() == 0 or x.shape[-1] != self.in_features:
             raise ValueError(
                 f"MaskedLinear expected input (*, {self.in_features}), got {tuple(x.shape)}"
             )

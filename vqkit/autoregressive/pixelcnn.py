@@ -18,18 +18,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vqkit._checks import check_int, check_positive_int
 from vqkit._hub import HubMixin
 from vqkit._registry import register
-from vqkit.autoregressive.base import GridPrior, logits_head
+from vqkit.autoregressive.base import GridPrior, LogitsHead
 from vqkit.autoregressive.masked import MaskedConv2d
+from vqkit.autoregressive.sampling import (
+    check_factory,
+    check_kernel_size,
+    check_num_embeddings,
+    check_optional_classes,
+)
 
 __all__ = ["PixelCNN"]
-
-
-def _check_positive_int(name: str, value: object, minimum: int = 1) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
 
 
 class _ResidualBlock(nn.Module):
@@ -88,12 +89,15 @@ class PixelCNN(GridPrior, HubMixin):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        self.num_embeddings = _check_positive_int("num_embeddings", num_embeddings, 2)
-        self.hidden_channels = _check_positive_int("hidden_channels", hidden_channels)
-        self.num_layers = _check_positive_int("num_layers", num_layers, 0)
-        self.num_classes = (
-            None if num_classes is None else _check_positive_int("num_classes", num_classes)
-        )
+        owner = "PixelCNN"
+        self.num_embeddings = check_num_embeddings(owner, num_embeddings)
+        self.hidden_channels = check_positive_int(owner, "hidden_channels", hidden_channels)
+        self.num_layers = check_int(owner, "num_layers", num_layers, low=0)
+        check_kernel_size(owner, "kernel_size", kernel_size)
+        check_kernel_size(owner, "first_kernel_size", first_kernel_size, 3)
+        check_positive_int(owner, "head_channels", head_channels)
+        self.num_classes = check_optional_classes(owner, num_classes)
+        check_factory(owner, device, dtype)
         kw = {"device": device, "dtype": dtype}
         self.embedding = nn.Embedding(num_embeddings, hidden_channels, **kw)
         self.input_conv = MaskedConv2d(
@@ -103,7 +107,7 @@ class PixelCNN(GridPrior, HubMixin):
             _ResidualBlock(hidden_channels, kernel_size, self.num_classes, device, dtype)
             for _ in range(num_layers)
         )
-        self.head = logits_head(hidden_channels, head_channels, num_embeddings, **kw)
+        self.head = LogitsHead(hidden_channels, head_channels, num_embeddings, **kw)
 
     def logits_from_embeddings(
         self, x: torch.Tensor, cond: torch.Tensor | None = None

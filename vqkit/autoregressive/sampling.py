@@ -9,16 +9,101 @@ generator identically and return identical codes.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+
+from vqkit._checks import (
+    check_generator,
+    check_number,
+    check_positive_int,
+    check_real_device,
+)
 
 __all__ = [
     "check_cond",
+    "check_factory",
+    "check_grid_position",
     "check_indices",
+    "check_kernel_size",
+    "check_num_embeddings",
+    "check_optional_classes",
+    "check_sampling",
     "check_temperature",
     "draw_codes",
     "draw_uniform",
     "prepare_given",
 ]
+
+
+def check_num_embeddings(owner: str, value: Any) -> int:
+    """The number of categories K: an int >= 2 (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+        raise ValueError(
+            f"{owner}: num_embeddings must be an int >= 2 (the number of categories K), "
+            f"got {value!r}"
+        )
+    return value
+
+
+def check_optional_classes(owner: str, value: Any) -> int | None:
+    """``num_classes``: None (unconditional) or a positive int."""
+    return None if value is None else check_positive_int(owner, "num_classes", value)
+
+
+def check_kernel_size(owner: str, name: str, value: Any, minimum: int = 1) -> int:
+    """An odd int kernel size >= ``minimum`` (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or value % 2 == 0:
+        raise ValueError(f"{owner}: {name} must be an odd int >= {minimum}, got {value!r}")
+    return value
+
+
+def check_factory(owner: str, device: Any, dtype: Any) -> None:
+    """``device`` / ``dtype`` factory arguments: a device (or its name) and a floating dtype."""
+    if device is not None and not isinstance(device, (str, torch.device)):
+        raise TypeError(
+            f"{owner}: device must be a torch.device, a str or None, got {type(device).__name__}"
+        )
+    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
+        raise TypeError(f"{owner}: dtype must be a floating torch.dtype or None, got {dtype!r}")
+
+
+def check_grid_position(owner: str, size: Any, position: Any) -> tuple[int, int, int, int]:
+    """``size`` (H, W) a pair of positive ints and ``position`` (i, j) a pair of ints inside it;
+    returns ``(H, W, i, j)``."""
+
+    def pair(value: Any, low: int) -> bool:
+        return (
+            isinstance(value, (tuple, list))
+            and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= low for v in value)
+        )
+
+    if not pair(size, 1):
+        raise ValueError(f"{owner}: size must be a pair of positive ints (H, W), got {size!r}")
+    if not pair(position, 0) or position[0] >= size[0] or position[1] >= size[1]:
+        raise ValueError(
+            f"{owner}: position must be a pair of ints (i, j) inside the grid {tuple(size)}, "
+            f"got {position!r}"
+        )
+    return int(size[0]), int(size[1]), int(position[0]), int(position[1])
+
+
+def check_sampling(
+    owner: str, n: Any, temperature: Any, generator: Any, device: torch.device
+) -> tuple[int, float]:
+    """The arguments every sampler shares: ``n`` (a positive int, not a bool), ``temperature``
+    (finite, > 0), ``generator`` (None or a ``torch.Generator`` on ``device``'s type) and the
+    model's own device (refused when it is ``meta``: there are no weights to sample with)."""
+    n = check_positive_int(owner, "n (the number of samples)", n)
+    temperature = check_temperature(temperature, owner)
+    check_generator(owner, generator, device)
+    if torch.device(device).type == "meta":
+        raise ValueError(
+            f"{owner}: the model is on the 'meta' device (shapes only, no weights); "
+            "materialise it (to_empty + load_state_dict, or from_pretrained) before sampling"
+        )
+    return n, temperature
 
 
 def check_indices(indices: torch.Tensor, num_embeddings: int, ndim: int = 3) -> torch.Tensor:
@@ -37,6 +122,9 @@ def check_indices(indices: torch.Tensor, num_embeddings: int, ndim: int = 3) -> 
     if indices.dim() != ndim:
         expected = "(B, H, W)" if ndim == 3 else "(B, *event)" if ndim > 3 else "(B, D)"
         raise ValueError(f"indices must have shape {expected}, got {tuple(indices.shape)}")
+    if any(size == 0 for size in indices.shape[1:]):
+        raise ValueError(f"indices must have a non-empty grid, got shape {tuple(indices.shape)}")
+    check_real_device("prior", indices, "indices")
     if indices.numel() and not torch.compiler.is_compiling():
         lo, hi = int(indices.min()), int(indices.max())
         if lo < 0 or hi >= num_embeddings:
@@ -68,6 +156,8 @@ def check_cond(
         )
     if isinstance(cond, bool) or not isinstance(cond, (int, torch.Tensor)):
         raise TypeError(f"cond must be an int or an int64 tensor of shape (B,), got {type(cond)}")
+    if isinstance(cond, torch.Tensor):
+        check_real_device("prior", cond, "cond")
     cond = torch.as_tensor(cond, device=device)
     if cond.dtype.is_floating_point or cond.dtype.is_complex or cond.dtype == torch.bool:
         raise TypeError(f"cond must hold integer class labels, got dtype {cond.dtype}")
@@ -75,7 +165,7 @@ def check_cond(
         cond = cond.expand(batch)
     if tuple(cond.shape) != (batch,):
         raise ValueError(f"cond must have shape ({batch},) or be a scalar, got {tuple(cond.shape)}")
-    if not torch.compiler.is_compiling():
+    if cond.numel() and not torch.compiler.is_compiling():
         lo, hi = int(cond.min()), int(cond.max())
         if lo < 0 or hi >= num_classes:
             raise ValueError(
@@ -101,13 +191,13 @@ def prepare_given(
     Returns ``(size, given, known)`` with ``given`` (n, H, W) int64 (zeros where unknown) and
     ``known`` (n, H, W) bool.
     """
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n (the number of samples) must be a positive int, got {n!r}")
     if size is not None:
         if (
             not isinstance(size, (tuple, list))
             or len(size) != 2
-            or not all(isinstance(s, int) and s > 0 for s in size)
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)
         ):
             raise ValueError(f"size must be a pair of positive ints (H, W), got {size!r}")
         size = (int(size[0]), int(size[1]))
@@ -119,12 +209,17 @@ def prepare_given(
         h, w = size
         zeros = torch.zeros(n, h, w, dtype=torch.long, device=device)
         return size, zeros, torch.zeros(n, h, w, dtype=torch.bool, device=device)
-    if not isinstance(given, torch.Tensor) or given.dtype.is_floating_point:
-        raise TypeError(f"given must be an integer tensor of codes, got {given!r:.80}")
+    if not isinstance(given, torch.Tensor):
+        raise TypeError(f"given must be an integer tensor of codes, got {type(given).__name__}")
+    if given.dtype.is_floating_point or given.dtype.is_complex or given.dtype == torch.bool:
+        raise TypeError(f"given must be an integer tensor of codes, got dtype {given.dtype}")
+    check_real_device("sample", given, "given")
     if given.dim() == 2:
         given = given.unsqueeze(0).expand(n, -1, -1)
     if given.dim() != 3 or given.shape[0] != n:
         raise ValueError(f"given must have shape ({n}, H, W) or (H, W), got {tuple(given.shape)}")
+    if given.shape[1] == 0 or given.shape[2] == 0:
+        raise ValueError(f"given must have a non-empty grid, got shape {tuple(given.shape)}")
     if size is not None and tuple(given.shape[1:]) != size:
         raise ValueError(f"size {size} does not match given's grid {tuple(given.shape[1:])}")
     size = (int(given.shape[1]), int(given.shape[2]))
@@ -134,6 +229,7 @@ def prepare_given(
     else:
         if not isinstance(given_mask, torch.Tensor) or given_mask.dtype != torch.bool:
             raise TypeError(f"given_mask must be a bool tensor, got {given_mask!r:.80}")
+        check_real_device("sample", given_mask, "given_mask")
         try:
             known = given_mask.to(device).expand(n, *size)
         except RuntimeError:
@@ -160,22 +256,38 @@ def draw_uniform(n: int, generator: torch.Generator | None, device: torch.device
 def draw_codes(logits: torch.Tensor, u: torch.Tensor, temperature: float) -> torch.Tensor:
     """Map uniforms to codes through the inverse CDF of ``softmax(logits / temperature)``.
 
+    Logits may hold ``-inf`` (a category that is never drawn), but a row whose distribution is
+    undefined (a NaN or ``+inf`` logit, or every logit ``-inf``) raises ``ValueError`` instead of
+    silently drawing code 0. That check costs one comparison of (B,) values per call.
+
     Shape:
         - logits: (B, K)
         - u: (B,) uniforms in [0, 1) (see :func:`draw_uniform`)
         - output: (B,) int64
     """
     k = logits.shape[-1]
-    probs = torch.softmax(logits.double() / temperature, dim=-1)  # (B, K)
+    scaled = logits.double()
+    if temperature != 1.0:  # x / 1 == x exactly: skipping it changes no draw
+        scaled = scaled / temperature
+    probs = torch.softmax(scaled, dim=-1)  # (B, K)
     cdf = probs.cumsum(dim=-1)  # (B, K)
+    # a valid row sums to 1; NaN (from a NaN or +inf logit, or an all -inf row) fails this test
+    if not bool((cdf[:, -1] > 0.5).all()):
+        bad = (~(cdf[:, -1] > 0.5)).nonzero().flatten().tolist()
+        raise ValueError(
+            f"draw_codes: the logits of rows {bad[:8]}{' ...' if len(bad) > 8 else ''} hold NaN "
+            "or +inf, or are all -inf, so they define no distribution (a diverged or corrupt "
+            "model?)"
+        )
     # the smallest k with cdf_k > u; the clamp guards against cdf[-1] rounding below u
     return (cdf <= u[:, None]).sum(dim=-1).clamp_(max=k - 1)
 
 
-def check_temperature(temperature: float) -> float:
-    """Return ``temperature`` as a float; it must be a positive number."""
-    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool):
-        raise TypeError(f"temperature must be a positive float, got {temperature!r}")
+def check_temperature(temperature: Any, owner: str = "sample") -> float:
+    """Return ``temperature`` as a float; it must be a finite number > 0."""
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+        raise TypeError(f"{owner}: temperature must be a positive float, got {temperature!r}")
+    check_number(owner, "temperature", temperature)  # finite
     if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+        raise ValueError(f"{owner}: temperature must be > 0, got {temperature}")
     return float(temperature)
