@@ -12,8 +12,8 @@ from __future__ import annotations
 import copy
 
 import torch
+from torch import nn
 
-from vqkit.autoregressive.base import GridPrior
 from vqkit.autoregressive.sampling import check_grid_position
 
 __all__ = ["grid_dependencies", "raster_before"]
@@ -28,7 +28,7 @@ def raster_before(size: tuple[int, int], position: tuple[int, int]) -> torch.Ten
 
 
 def grid_dependencies(
-    prior: GridPrior,
+    prior: nn.Module,
     size: tuple[int, int],
     position: tuple[int, int] | None = None,
     cond: torch.Tensor | None = None,
@@ -41,7 +41,9 @@ def grid_dependencies(
     hides a dependency).
 
     Args:
-        prior: a :class:`~vqkit.autoregressive.base.GridPrior` (PixelCNN, GatedPixelCNN).
+        prior: a grid prior over codes: a :class:`~vqkit.autoregressive.base.GridPrior`
+            (PixelCNN, GatedPixelCNN), TransformerPrior or MaskGIT — anything with an
+            ``embedding`` and ``logits_from_embeddings``.
         size: grid size (H, W).
         position: the output position (i, j); None for all of them.
         cond: class labels (1,) for a conditional prior.
@@ -52,10 +54,16 @@ def grid_dependencies(
           True where the gradient with respect to the embedding at that input position is
           nonzero.
     """
-    if not isinstance(prior, GridPrior):
+    embedding = getattr(prior, "embedding", None)
+    if not (
+        isinstance(prior, nn.Module)
+        and isinstance(embedding, nn.Embedding)
+        and callable(getattr(prior, "logits_from_embeddings", None))
+    ):
         raise TypeError(
-            f"grid_dependencies: prior must be a GridPrior (PixelCNN, GatedPixelCNN), got "
-            f"{type(prior).__name__}"
+            "grid_dependencies: prior must be a GridPrior or another grid prior with an "
+            "nn.Embedding `embedding` and a `logits_from_embeddings(x, cond)` method "
+            f"(TransformerPrior, MaskGIT), got {type(prior).__name__}"
         )
     if position is None:
         check_grid_position("grid_dependencies", size, (0, 0))
