@@ -1,4 +1,4 @@
-"""Hugging Face Hub glue: ``config.json`` + ``model.safetensors`` + a model card, strict loading.
+"""Hugging Face Hub glue: ``config.json`` + ``model.safetensors`` + a model card, checked loading.
 
 Every vqkit model and standalone prior inherits :class:`HubMixin`, which is
 ``huggingface_hub.PyTorchModelHubMixin`` with vqkit's defaults:
@@ -6,35 +6,791 @@ Every vqkit model and standalone prior inherits :class:`HubMixin`, which is
 - ``config.json`` is exactly the constructor arguments (minus ``device`` / ``dtype``), so
   ``Model(**json.load(open("config.json")))`` rebuilds the architecture;
 - weights are ``model.safetensors`` only: nothing is ever unpickled, there is no ``.bin`` fallback;
-- loading is strict by default; a missing file, a missing or unexpected key, or a tensor of the
-  wrong shape raises an error naming the file (and the key);
-- the generated model card names the library, the tags, how to load the model, and the config.
+  its header metadata records the registered name of the class that wrote it and the vqkit
+  version (``vqkit_class``, ``vqkit_kind``, ``vqkit_version``), so :func:`from_pretrained` can
+  load any vqkit model without being told its class;
+- a downloaded folder is treated as untrusted: ``config.json`` is parsed strictly, the model is
+  first built on the ``meta`` device under a size budget implied by the weights file, every tensor's
+  name, shape and dtype is compared with the safetensors header, and only then is the model
+  materialised and loaded. Every refusal raises a :class:`HubError` naming the file (and the key);
+- the generated model card names the library, the licence, the pipeline tag, the tags, how to load
+  the model, and the config.
+
+The file format is safetensors (https://github.com/huggingface/safetensors): an 8-byte
+little-endian header length, a JSON header of ``{name: {dtype, shape, data_offsets}}`` and the raw
+tensor bytes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
+import shutil
+import struct
+import threading
 import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import torch
 from huggingface_hub import ModelCard, PyTorchModelHubMixin, constants, hf_hub_download
-from huggingface_hub.errors import EntryNotFoundError
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    HfHubHTTPError,
+    HFValidationError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from torch.overrides import TorchFunctionMode
 
-__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "HubMixin", "load_safetensors_strict"]
+__all__ = [
+    "CONFIG_NAME",
+    "WEIGHTS_NAME",
+    "HubConnectionError",
+    "HubError",
+    "HubMixin",
+    "InvalidModelError",
+    "ModelNotFoundError",
+    "from_pretrained",
+    "load_safetensors_strict",
+    "read_safetensors_header",
+]
 
 CONFIG_NAME = constants.CONFIG_NAME  # "config.json"
 WEIGHTS_NAME = constants.SAFETENSORS_SINGLE_FILE  # "model.safetensors"
 _NOT_CONFIG = ("device", "dtype")  # constructor arguments that describe placement, not the model
+_HUB_KINDS = ("model", "prior")  # registry kinds whose classes save themselves to the Hub
+
+MAX_CONFIG_BYTES = 1 << 20  # a vqkit config.json is a few kB
+MAX_HEADER_BYTES = 100_000_000  # the limit the safetensors library itself applies
+# Building a model may register at most 4x the weights file's bytes plus 16 MiB of parameters and
+# buffers (non-persistent buffers such as masks are not in the file; vqkit's models hold at most
+# 2x), and at most 4 modules per stored tensor plus 64 (vqkit's models have 0.5 to 1.2).
+_BYTES_FACTOR, _SLACK_BYTES = 4, 16 << 20
+_MODULES_FACTOR, _SLACK_MODULES = 4, 64
+
+_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+    **{
+        name: getattr(torch, attr)
+        for name, attr in (
+            ("U16", "uint16"),
+            ("U32", "uint32"),
+            ("U64", "uint64"),
+            ("F8_E4M3", "float8_e4m3fn"),
+            ("F8_E5M2", "float8_e5m2"),
+        )
+        if hasattr(torch, attr)
+    },
+}
+_DTYPE_NAMES = {dtype: name for name, dtype in _DTYPES.items()}
 
 M = TypeVar("M", bound="HubMixin")
 
 
+# ---------------------------------------------------------------------------------- errors
+class HubError(Exception):
+    """Base of every error vqkit raises while saving, finding or loading a model.
+
+    Its message is one line saying what is wrong and what to do; the CLI prints it as is.
+    """
+
+
+class ModelNotFoundError(HubError, FileNotFoundError):
+    """The folder, the Hub repo, its revision or one of its files does not exist (or is private
+    and no token was given, or is not in the cache while offline)."""
+
+
+class HubConnectionError(HubError, ConnectionError):
+    """The Hugging Face Hub could not be reached (no network, a timeout, a server error)."""
+
+
+class InvalidModelError(HubError, ValueError):
+    """``config.json`` or ``model.safetensors`` is malformed, tampered with or does not match."""
+
+
+# -------------------------------------------------------------------------- safetensors header
+@dataclass
+class SafetensorsHeader:
+    """What the header of a safetensors file declares, checked against the file's size.
+
+    Attributes:
+        tensors: ``{name: (dtype, shape)}`` with the torch dtype.
+        metadata: the ``__metadata__`` strings (may be empty).
+        data_bytes: the size of the data section.
+    """
+
+    tensors: dict[str, tuple[torch.dtype, tuple[int, ...]]]
+    metadata: dict[str, str] = field(default_factory=dict)
+    data_bytes: int = 0
+
+
+def read_safetensors_header(path: str | os.PathLike) -> SafetensorsHeader:
+    """Read and validate the header of a safetensors file without reading its tensors.
+
+    Checks that the file holds an 8-byte header length, a bounded JSON object header, known
+    dtypes, non-negative integer shapes, and byte ranges that match each shape, lie inside the
+    file and tile the data section exactly.
+
+    Raises:
+        InvalidModelError: the file is empty, truncated, not safetensors, or inconsistent; the
+            message names the file (and the tensor).
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0:
+        raise InvalidModelError(f"{path} is empty (0 bytes): not a safetensors file")
+    if size < 8:
+        raise InvalidModelError(f"{path} is truncated ({size} bytes): not a safetensors file")
+    with open(path, "rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        if length < 2 or length > MAX_HEADER_BYTES:
+            raise InvalidModelError(
+                f"{path} is not a safetensors file: its header length field says {length} bytes "
+                f"(expected 2 to {MAX_HEADER_BYTES})"
+            )
+        if 8 + length > size:
+            raise InvalidModelError(
+                f"{path} is truncated: its header needs {length} bytes, the file has {size - 8}"
+            )
+        raw = f.read(length)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise InvalidModelError(
+            f"{path} is not a safetensors file: bad JSON header ({exc})"
+        ) from exc
+    if not isinstance(header, dict):
+        raise InvalidModelError(
+            f"{path} is not a safetensors file: the header is a JSON {type(header).__name__}"
+        )
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
+        raise InvalidModelError(f"{path}: __metadata__ must map strings to strings")
+    data_bytes = size - 8 - length
+    tensors: dict[str, tuple[torch.dtype, tuple[int, ...]]] = {}
+    ranges = []
+    for name, entry in header.items():
+        where = f"{path}: tensor {name!r}"
+        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+            raise InvalidModelError(f"{where} needs exactly dtype, shape and data_offsets")
+        dtype = _DTYPES.get(entry["dtype"]) if isinstance(entry["dtype"], str) else None
+        if dtype is None:
+            raise InvalidModelError(
+                f"{where} has unknown dtype {entry['dtype']!r}; known: {sorted(_DTYPES)}"
+            )
+        shape, offsets = entry["shape"], entry["data_offsets"]
+        if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
+            raise InvalidModelError(f"{where} has a bad shape {shape!r}")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_count, offsets))):
+            raise InvalidModelError(f"{where} has bad data_offsets {offsets!r}")
+        begin, end = offsets
+        numel = 1
+        for d in shape:
+            numel *= d
+        expected = numel * torch.empty((), dtype=dtype).element_size()
+        if end - begin != expected:
+            raise InvalidModelError(
+                f"{where}: shape {shape} of {entry['dtype']} needs {expected} bytes, its "
+                f"data_offsets span {end - begin}"
+            )
+        if end > data_bytes:
+            raise InvalidModelError(
+                f"{path} is truncated: tensor {name!r} ends at byte {end} of a data section of "
+                f"{data_bytes} bytes"
+            )
+        tensors[name] = (dtype, tuple(shape))
+        ranges.append((begin, end, name))
+    position = 0
+    for begin, end, name in sorted(ranges):
+        if begin != position:
+            raise InvalidModelError(
+                f"{path}: tensor {name!r} starts at byte {begin}, expected {position} "
+                "(overlapping or gapped data)"
+            )
+        position = end
+    if position != data_bytes:
+        raise InvalidModelError(
+            f"{path}: {data_bytes - position} trailing bytes after the last tensor"
+        )
+    return SafetensorsHeader(tensors=tensors, metadata=dict(metadata), data_bytes=data_bytes)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return _DTYPE_NAMES.get(dtype, str(dtype).removeprefix("torch."))
+
+
+def _check_against_header(
+    model: torch.nn.Module, header: SafetensorsHeader, model_file: Any, *, strict: bool
+) -> tuple[list[str], list[str]]:
+    """Compare names, shapes and dtypes; return ``(missing, unexpected)``.
+
+    Works on a model built on the ``meta`` device. Tied tensors (one object under two names, which
+    ``safetensors.torch.save_model`` stores once) count as present when any of their names is.
+    """
+    state = model.state_dict(keep_vars=True)
+    aliases: dict[int, list[str]] = {}
+    for key, tensor in state.items():
+        aliases.setdefault(id(tensor), []).append(key)
+    mismatched, wrong_dtype = [], []
+    for key in sorted(header.tensors):
+        if key not in state:
+            continue
+        dtype, shape = header.tensors[key]
+        if shape != tuple(state[key].shape):
+            mismatched.append(f"{key}: file {shape} vs model {tuple(state[key].shape)}")
+        elif dtype != state[key].dtype:
+            wrong_dtype.append(
+                f"{key}: file {_dtype_name(dtype)} vs model {_dtype_name(state[key].dtype)}"
+            )
+    if mismatched:
+        raise InvalidModelError(f"shape mismatch loading {model_file}: " + "; ".join(mismatched))
+    if wrong_dtype:
+        raise InvalidModelError(
+            f"dtype mismatch loading {model_file}: {'; '.join(wrong_dtype)} "
+            "(weights are never cast silently; convert the file or the model explicitly)"
+        )
+    missing = sorted(
+        key
+        for key in state
+        if key not in header.tensors
+        and not any(k in header.tensors for k in aliases[id(state[key])])
+    )
+    unexpected = sorted(key for key in header.tensors if key not in state)
+    if strict and (missing or unexpected):
+        parts = []
+        if missing:
+            parts.append(f"missing key(s) {missing}")
+        if unexpected:
+            parts.append(f"unexpected key(s) {unexpected}")
+        raise InvalidModelError(
+            f"{model_file} does not match {type(model).__name__}: {'; '.join(parts)} "
+            "(pass strict=False to load anyway)"
+        )
+    return missing, unexpected
+
+
+def load_safetensors_strict(model: Any, model_file: str | os.PathLike, *, strict: bool = True):
+    """Load ``model_file`` into ``model``, checking the header's keys, shapes and dtypes first.
+
+    Args:
+        model: an ``nn.Module``.
+        model_file: a safetensors file.
+        strict: raise on missing or unexpected keys (shape and dtype mismatches always raise).
+
+    Raises:
+        InvalidModelError: (a ``ValueError``) the file is malformed, a tensor's shape or dtype
+            differs, or (strict) keys are missing or unexpected; the message names the file and
+            the keys.
+    """
+    header = read_safetensors_header(model_file)
+    missing, unexpected = _check_against_header(model, header, model_file, strict=strict)
+    _load_weights(model, model_file)
+    if missing or unexpected:
+        warnings.warn(
+            f"loaded {model_file} non-strictly: missing {missing}, unexpected {unexpected}",
+            UserWarning,
+            stacklevel=2,
+        )
+    return model
+
+
+def _load_weights(model: torch.nn.Module, model_file: Any) -> None:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_model
+
+    try:
+        load_model(model, str(model_file), strict=False)
+    except (SafetensorError, OSError) as exc:  # the header was sound; the data was not
+        raise InvalidModelError(f"cannot read the tensors of {model_file}: {exc}") from exc
+
+
+# ------------------------------------------------------------------------- config.json
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    """Parse a ``config.json`` strictly: a bounded, UTF-8, JSON object without placement keys.
+
+    Raises:
+        InvalidModelError: the file is too large, empty, not JSON (``NaN`` included), not an
+            object, or has a ``device`` / ``dtype`` key; the message names the file.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise InvalidModelError(
+            f"{path} is {size} bytes; a vqkit config.json holds constructor arguments and is "
+            f"at most {MAX_CONFIG_BYTES} bytes"
+        )
+    text = path.read_bytes()
+    if not text.strip():
+        raise InvalidModelError(f"{path} is empty; expected a JSON object of constructor arguments")
+
+    def no_constants(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+
+    try:
+        config = json.loads(text.decode("utf-8"), parse_constant=no_constants)
+    except UnicodeDecodeError as exc:
+        raise InvalidModelError(f"{path} is not UTF-8 text ({exc})") from exc
+    except json.JSONDecodeError as exc:
+        raise InvalidModelError(
+            f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from exc
+    except (ValueError, RecursionError) as exc:
+        raise InvalidModelError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(config, dict):
+        raise InvalidModelError(
+            f"{path} must hold a JSON object of constructor arguments, got a JSON "
+            f"{_json_kind(config)}"
+        )
+    for key in _NOT_CONFIG:
+        if key in config:
+            raise InvalidModelError(
+                f"{path} has key {key!r}: placement is chosen when loading "
+                f"(from_pretrained(..., {key}=...)), never stored in config.json"
+            )
+    return config
+
+
+def _json_kind(value: Any) -> str:
+    return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number"
+    )
+
+
+# ---------------------------------------------------------------- finding the two files
+def _describe(model_id: str, revision: str | None) -> str:
+    if os.path.isdir(model_id):
+        return f"local folder {model_id!r}"
+    return f"Hub repo {model_id!r}" + (f" (revision {revision!r})" if revision else "")
+
+
+def _looks_like_a_path(model_id: str) -> bool:
+    """A string no Hub repo id can be ('user/name' or 'name'): it must be meant as a folder."""
+    return (
+        model_id.startswith((".", "/", "~", "\\"))
+        or model_id.count("/") > 1
+        or "\\" in model_id
+        or os.path.exists(model_id)
+    )
+
+
+def _resolve_file(
+    model_id: str,
+    filename: str,
+    *,
+    revision: str | None = None,
+    cache_dir: Any = None,
+    force_download: bool = False,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+) -> str:
+    """The local path of ``filename`` in a folder or a Hub repo, or one clear :class:`HubError`."""
+    where = _describe(model_id, revision)
+    if os.path.isdir(model_id):
+        path = os.path.join(model_id, filename)
+        if not os.path.isfile(path):
+            extra = " (vqkit loads safetensors weights only)" if filename == WEIGHTS_NAME else ""
+            raise ModelNotFoundError(f"{filename} not found in {where} (expected {path}){extra}")
+        return path
+    if _looks_like_a_path(model_id):
+        what = "is a file, not a folder" if os.path.isfile(model_id) else "does not exist"
+        raise ModelNotFoundError(
+            f"local folder {model_id!r} {what}; pass the folder written by save_pretrained, or a "
+            "Hub repo id such as 'user/name'"
+        )
+    try:
+        return hf_hub_download(
+            repo_id=model_id,
+            filename=filename,
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            token=token,
+        )
+    except HFValidationError as exc:
+        raise ModelNotFoundError(
+            f"{model_id!r} is neither a local folder nor a valid Hub repo id ('user/name'): {exc}"
+        ) from exc
+    except RevisionNotFoundError as exc:
+        raise ModelNotFoundError(
+            f"revision {revision!r} not found in Hub repo {model_id!r}; check the branch, tag or "
+            "commit"
+        ) from exc
+    except RepositoryNotFoundError as exc:
+        raise ModelNotFoundError(
+            f"Hub repo {model_id!r} not found (or it is private or gated: pass token=... or run "
+            "`hf auth login`); check the name, or pass a local folder"
+        ) from exc
+    except LocalEntryNotFoundError as exc:
+        if constants.HF_HUB_OFFLINE or local_files_only:
+            raise ModelNotFoundError(
+                f"{filename} not found in {where}: it is not in the local cache and offline mode "
+                "is on (HF_HUB_OFFLINE=1 or local_files_only=True); download it once online, or "
+                "pass a local folder"
+            ) from exc
+        raise HubConnectionError(
+            f"cannot reach the Hugging Face Hub to download {filename} of {where}, and it is not "
+            "in the local cache; check the network (or HF_ENDPOINT), or pass a local folder"
+        ) from exc
+    except EntryNotFoundError as exc:
+        extra = "; vqkit loads safetensors weights only" if filename == WEIGHTS_NAME else ""
+        raise ModelNotFoundError(f"{filename} not found in {where}{extra}") from exc
+    except OfflineModeIsEnabled as exc:
+        raise ModelNotFoundError(
+            f"{filename} of {where} is not in the local cache and offline mode is on "
+            "(HF_HUB_OFFLINE=1); download it once online, or pass a local folder"
+        ) from exc
+    except HfHubHTTPError as exc:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        raise HubConnectionError(
+            f"the Hugging Face Hub answered HTTP {status} for {filename} of {where}; "
+            "try again later, or pass a local folder"
+        ) from exc
+    except (OSError, ConnectionError) as exc:  # sockets, DNS, timeouts (httpx errors wrap these)
+        raise HubConnectionError(
+            f"cannot reach the Hugging Face Hub for {where} ({type(exc).__name__}); check the "
+            "network (or HF_ENDPOINT), or set HF_HUB_OFFLINE=1 to use the local cache"
+        ) from exc
+    except Exception as exc:
+        if type(exc).__module__.split(".")[0] in ("httpx", "httpcore", "httpx2"):
+            raise HubConnectionError(
+                f"cannot reach the Hugging Face Hub for {where} ({type(exc).__name__}: {exc}); "
+                "check the network, or set HF_HUB_OFFLINE=1 to use the local cache"
+            ) from exc
+        raise
+
+
+# --------------------------------------------------------------- building on meta, bounded
+class _TooLargeError(InvalidModelError):
+    pass
+
+
+# In-place fills (``torch.nn.init`` and ``Tensor`` methods) that only write values; on a meta
+# tensor there are none to write. Skipping them also avoids ``Tensor.normal_`` on meta, whose
+# Python reference implementation imports torch._dynamo (seconds) the first time it runs.
+_VALUE_FILLS = frozenset(
+    {
+        "normal_",
+        "uniform_",
+        "trunc_normal_",
+        "kaiming_normal_",
+        "kaiming_uniform_",
+        "xavier_normal_",
+        "xavier_uniform_",
+        "orthogonal_",
+        "sparse_",
+        "constant_",
+        "zeros_",
+        "ones_",
+        "fill_",
+        "zero_",
+        "eye_",
+        "dirac_",
+        "bernoulli_",
+        "exponential_",
+        "random_",
+    }
+)
+
+
+class _SkipMetaFills(TorchFunctionMode):
+    """Inside ``torch.device("meta")``: value fills of meta tensors return the tensor untouched."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if getattr(func, "__name__", None) in _VALUE_FILLS:
+            target = args[0] if args else kwargs.get("tensor")  # torch.nn.init passes keywords
+            if isinstance(target, torch.Tensor) and target.is_meta:
+                return target
+        return func(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def _construction_budget(where: str, max_bytes: int, max_modules: int) -> Iterator[None]:
+    """Abort a model's construction once it registers more bytes or modules than allowed.
+
+    Global ``nn.Module`` registration hooks count the parameters, buffers and submodules created
+    by this thread; the first one over budget raises, so a hostile config fails at once.
+    """
+    from torch.nn.modules import module as module_hooks
+
+    thread = threading.get_ident()
+    seen: dict[int, torch.Tensor] = {}  # keeps counted tensors alive so their ids stay unique
+    totals = {"bytes": 0, "modules": 0}
+
+    def on_tensor(module: torch.nn.Module, name: str, tensor: Any) -> None:
+        if threading.get_ident() != thread or tensor is None or id(tensor) in seen:
+            return
+        seen[id(tensor)] = tensor
+        totals["bytes"] += tensor.numel() * tensor.element_size()
+        if totals["bytes"] > max_bytes:
+            raise _TooLargeError(
+                f"{where} asks for a model of more than {max_bytes:,} bytes of parameters and "
+                f"buffers (at {type(module).__name__}.{name} of shape {tuple(tensor.shape)}), "
+                f"far more than its {WEIGHTS_NAME} holds: refusing to build it"
+            )
+
+    def on_module(module: torch.nn.Module, name: str, submodule: Any) -> None:
+        if threading.get_ident() != thread:
+            return
+        totals["modules"] += 1
+        if totals["modules"] > max_modules:
+            raise _TooLargeError(
+                f"{where} asks for a model of more than {max_modules:,} modules (at "
+                f"{type(module).__name__}.{name}), far more than the tensors its {WEIGHTS_NAME} "
+                "holds: refusing to build it"
+            )
+
+    handles = [
+        module_hooks.register_module_parameter_registration_hook(on_tensor),
+        module_hooks.register_module_buffer_registration_hook(on_tensor),
+        module_hooks.register_module_module_registration_hook(on_module),
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextlib.contextmanager
+def _no_mode() -> Iterator[None]:
+    yield
+
+
+def _too_large_cause(exc: BaseException) -> _TooLargeError | None:
+    """The budget error behind ``exc`` (the registry re-raises constructor errors with a prefix)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, _TooLargeError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _build(cls: type, kwargs: dict, where: str, header: SafetensorsHeader, device: str) -> Any:
+    """``cls(**kwargs)`` on ``device`` under a parameter and module budget set by ``header``."""
+    max_bytes = _BYTES_FACTOR * header.data_bytes + _SLACK_BYTES
+    max_modules = _MODULES_FACTOR * len(header.tensors) + _SLACK_MODULES
+    budget = _construction_budget(f"{where}/{CONFIG_NAME}", max_bytes, max_modules)
+    try:
+        with budget, torch.device(device), _SkipMetaFills() if device == "meta" else _no_mode():
+            return cls(**kwargs)
+    except KeyError as exc:
+        reason = exc.args[0] if exc.args else exc
+        raise KeyError(f"cannot build {cls.__name__} from {where}/{CONFIG_NAME}: {reason}") from exc
+    except Exception as exc:
+        too_large = _too_large_cause(exc)
+        if too_large is not None:
+            raise _TooLargeError(str(too_large)) from None
+        if isinstance(exc, (TypeError, ValueError)) and not isinstance(exc, HubError):
+            raise InvalidModelError(
+                f"cannot build {cls.__name__} from {where}/{CONFIG_NAME}: {exc}"
+            ) from exc
+        raise
+
+
+def _needs_real_tensors(exc: Exception) -> bool:
+    """A constructor that reads tensor values (``.item()``) cannot run on the meta device."""
+    return isinstance(exc, (RuntimeError, NotImplementedError)) and "meta" in str(exc)
+
+
+# ------------------------------------------------------------------ the class on record
+def _registered_name(cls: type) -> tuple[str, str] | None:
+    from vqkit import _registry
+
+    for kind in _HUB_KINDS:
+        for name, entry in _registry._REGISTRY[kind].items():
+            if entry is cls:
+                return kind, name
+    return None
+
+
+def _hub_classes() -> list[tuple[str, str, type]]:
+    from vqkit import _registry
+
+    _registry.load_plugins()
+    return [
+        (kind, name, entry)
+        for kind in _HUB_KINDS
+        for name, entry in sorted(_registry._REGISTRY[kind].items())
+        if isinstance(entry, type) and issubclass(entry, HubMixin)
+    ]
+
+
+def _class_on_record(header: SafetensorsHeader, config: dict, where: str, weights: str) -> type:
+    from vqkit import _registry
+
+    kind, name = header.metadata.get("vqkit_kind"), header.metadata.get("vqkit_class")
+    if kind is None or name is None:
+        candidates = [
+            cls.__name__
+            for _, _, cls in _hub_classes()
+            if set(config) <= set(inspect.signature(cls.__init__).parameters) - {"self"}
+        ]
+        hint = (
+            f"; classes whose constructor accepts every key of its {CONFIG_NAME}: "
+            + ", ".join(dict.fromkeys(candidates))
+            if candidates
+            else ""
+        )
+        raise InvalidModelError(
+            f"{where} does not record which vqkit class saved it ({weights} has no 'vqkit_class' "
+            "metadata; folders saved by vqkit 0.1.0 do not): load it with that class, e.g. "
+            f"vqkit.VQVAE.from_pretrained(...){hint}"
+        )
+    if kind not in _HUB_KINDS:
+        raise InvalidModelError(f"{weights}: vqkit_kind {kind!r} is not one of {list(_HUB_KINDS)}")
+    try:
+        cls = _registry.get(kind, name)
+    except KeyError as exc:
+        raise KeyError(f"cannot load {where}: {exc.args[0]}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, HubMixin)):
+        raise InvalidModelError(f"{weights}: {kind} {name!r} is not a class vqkit can load")
+    return cls
+
+
+# ----------------------------------------------------------------------- placement
+def _placement(device: Any, dtype: Any) -> tuple[torch.device | None, torch.dtype | None]:
+    if isinstance(dtype, str):
+        resolved = getattr(torch, dtype.removeprefix("torch."), None)
+        if not isinstance(resolved, torch.dtype):
+            raise ValueError(f"from_pretrained: unknown dtype {dtype!r} (e.g. 'float32')")
+        dtype = resolved
+    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
+        raise ValueError(
+            f"from_pretrained: dtype must be a floating-point torch.dtype, got {dtype!r}"
+        )
+    if device is None:
+        return None, dtype
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"from_pretrained: bad device {device!r} ({exc})") from exc
+    if device.type == "meta":
+        raise ValueError("from_pretrained: device 'meta' holds no weights; pick a real device")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"from_pretrained: device {str(device)!r} asked for, but CUDA is not available"
+        )
+    return device, dtype
+
+
+# ----------------------------------------------------------------------------- loading
+_DOWNLOAD_KEYS = ("revision", "cache_dir", "force_download", "local_files_only", "token")
+
+
+def _load(cls: type | None, source: str | Path, kwargs: dict[str, Any]) -> Any:
+    model_id = str(source)
+    download = {k: kwargs.pop(k) for k in _DOWNLOAD_KEYS if k in kwargs}
+    strict = kwargs.pop("strict", True)
+    if not isinstance(strict, bool):
+        raise TypeError(f"from_pretrained: strict must be True or False, got {strict!r}")
+    map_location = kwargs.pop("map_location", None)
+    device = kwargs.pop("device", None)
+    if map_location is not None and device is not None and str(map_location) != str(device):
+        raise ValueError(f"from_pretrained: device={device!r} and map_location={map_location!r}")
+    device, dtype = _placement(
+        device if device is not None else map_location, kwargs.pop("dtype", None)
+    )
+    where = _describe(model_id, download.get("revision"))
+
+    config_file = _resolve_file(model_id, CONFIG_NAME, **download)
+    config = read_config(config_file)
+    weights = _resolve_file(model_id, WEIGHTS_NAME, **download)
+    header = read_safetensors_header(weights)
+    if cls is None:
+        cls = _class_on_record(header, config, where, weights)
+
+    params = inspect.signature(cls.__init__).parameters
+    unknown = sorted(k for k in config if k not in params)
+    if unknown:
+        message = (
+            f"{where}/{CONFIG_NAME} has keys {unknown} that {cls.__name__}() does not accept; "
+            f"it accepts {[p for p in params if p != 'self']}"
+        )
+        if strict:
+            raise InvalidModelError(message + " (pass strict=False to ignore them)")
+        warnings.warn(message + "; they are ignored", UserWarning, stacklevel=4)
+    init = {k: v for k, v in config.items() if k in params}
+    init.update(kwargs)  # keyword overrides replace config values
+
+    # 1. On the meta device: no memory, a budget from the weights file, every tensor checked.
+    #    A constructor that must read tensor values is built on the CPU instead, under the same
+    #    budget (so its memory is still bounded by the weights file's size).
+    try:
+        model = _build(cls, init, where, header, "meta")
+    except Exception as exc:
+        if not _needs_real_tensors(exc):
+            raise
+        model = _build(cls, init, where, header, "cpu")
+    missing, unexpected = _check_against_header(model, header, weights, strict=strict)
+    # 2. For real (its size is now bounded by the file's), then the weights.
+    if any(t.is_meta for t in model.state_dict(keep_vars=True).values()):
+        model = _build(cls, init, where, header, "cpu")
+    _load_weights(model, weights)
+    if missing or unexpected:
+        warnings.warn(
+            f"loaded {weights} non-strictly: missing {missing}, unexpected {unexpected}",
+            UserWarning,
+            stacklevel=4,
+        )
+    if device is not None or dtype is not None:
+        model.to(device=device, dtype=dtype)
+    model.eval()
+    return model
+
+
+def from_pretrained(pretrained_model_name_or_path: str | Path, **kwargs: Any) -> Any:
+    """Load any vqkit model or prior saved by ``save_pretrained``, without naming its class.
+
+    The class is the one recorded in ``model.safetensors`` (its ``vqkit_class`` metadata).
+    Folders saved by vqkit 0.1.0 record no class: load those with the class method
+    (``vqkit.VQVAE.from_pretrained(...)``); the error lists the classes that fit the config.
+
+    Args:
+        pretrained_model_name_or_path: a local folder, or a Hub repo id such as ``"user/repo"``.
+        **kwargs: as :meth:`HubMixin.from_pretrained`.
+
+    Raises:
+        HubError: see :meth:`HubMixin.from_pretrained`.
+
+    Example::
+
+        model = vqkit.from_pretrained("user/vqvae-celeba", device="cpu")
+    """
+    return _load(None, pretrained_model_name_or_path, dict(kwargs))
+
+
+# ------------------------------------------------------------------------------- the mixin
 class HubMixin(
     PyTorchModelHubMixin,
     library_name="vqkit",
+    license="mit",
+    pipeline_tag="unconditional-image-generation",
     tags=["vqkit"],
     repo_url="https://github.com/vqkit/vqkit",
     docs_url="https://vqkit.github.io/vqkit",
@@ -49,7 +805,7 @@ class HubMixin(
     dicts); an argument passed as a non-JSON object (a built module) makes ``save_pretrained``
     raise instead of writing a config that cannot rebuild the model.
 
-    ``from_pretrained(repo_id_or_path, *, strict=True, map_location="cpu", revision=None,
+    ``from_pretrained(repo_id_or_path, *, strict=True, device=None, dtype=None, revision=None,
     **overrides)``: keyword overrides replace config values; the model is returned in eval mode.
     """
 
@@ -93,6 +849,10 @@ class HubMixin(
     ) -> str | None:
         """Write ``config.json``, ``model.safetensors`` and ``README.md`` into ``save_directory``.
 
+        The three files are written into a temporary folder first and moved into place, so an
+        interrupted save never leaves a half-written file (an older model in the same folder is
+        replaced file by file).
+
         Args:
             save_directory: folder to create or overwrite.
             config: not supported (the config is always the constructor arguments); must be None.
@@ -106,10 +866,23 @@ class HubMixin(
                 "save_pretrained(config=...) is not supported"
             )
         self._check_config_complete()
-        super().save_pretrained(save_directory, model_card_kwargs=model_card_kwargs)
+        save_directory = Path(save_directory)
+        if save_directory.exists() and not save_directory.is_dir():
+            raise NotADirectoryError(f"cannot save into {save_directory}: it is a file")
+        save_directory.mkdir(parents=True, exist_ok=True)
+        tmp = save_directory / f".tmp-save-{os.getpid()}-{threading.get_ident()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            self._save_pretrained(tmp)
+            self.generate_model_card(**(model_card_kwargs or {})).save(tmp / "README.md")
+            for name in (CONFIG_NAME, WEIGHTS_NAME, "README.md"):
+                os.replace(tmp / name, save_directory / name)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         if push_to_hub:
             return self.push_to_hub(
-                repo_id or Path(save_directory).name,
+                repo_id or save_directory.name,
                 model_card_kwargs=model_card_kwargs,
                 **push_to_hub_kwargs,
             )
@@ -118,9 +891,15 @@ class HubMixin(
     def _save_pretrained(self, save_directory: Path) -> None:
         from safetensors.torch import save_model
 
+        import vqkit
+
         config = self._check_config_complete()
+        metadata = {"format": "pt", "vqkit_version": vqkit.__version__}
+        registered = _registered_name(type(self))
+        if registered is not None:
+            metadata["vqkit_kind"], metadata["vqkit_class"] = registered
         (save_directory / CONFIG_NAME).write_text(json.dumps(config, sort_keys=True, indent=2))
-        save_model(self, str(save_directory / WEIGHTS_NAME), metadata={"format": "pt"})
+        save_model(self, str(save_directory / WEIGHTS_NAME), metadata=metadata)
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
         """Save into a temporary folder and upload it as one commit to ``repo_id``.
@@ -134,7 +913,7 @@ class HubMixin(
         return super().push_to_hub(repo_id, model_card_kwargs=card_kwargs, **kwargs)
 
     def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
-        """A card with the library name, tags, a loading snippet and the config."""
+        """A card with the library, licence, pipeline tag, tags, loading snippets and the config."""
         info = self._hub_mixin_info
         cls = type(self)
         repo_id = kwargs.get("repo_id") or "path/or/user-repo"
@@ -166,10 +945,14 @@ class HubMixin(
                 import_line,
                 "",
                 f'model = {cls.__name__}.from_pretrained("{repo_id}")  # strict, eval mode',
+                "",
+                "import vqkit",
+                "",
+                f'model = vqkit.from_pretrained("{repo_id}", device="cpu")  # any vqkit model',
                 "```",
                 "",
                 "Weights are stored as `model.safetensors` (no pickle); `config.json` holds the "
-                "constructor arguments.",
+                f"constructor arguments. Saved with vqkit {vqkit.__version__}. Licence: MIT.",
                 "",
                 "## Config",
                 "",
@@ -188,148 +971,32 @@ class HubMixin(
     def from_pretrained(
         cls: type[M], pretrained_model_name_or_path: str | Path, **kwargs: Any
     ) -> M:
-        """Build the model from ``config.json`` and load ``model.safetensors``.
+        """Build the model from ``config.json`` and load ``model.safetensors``, checking both.
+
+        The folder or repo is treated as untrusted: ``config.json`` is parsed strictly; the model
+        is built on the ``meta`` device first, under a budget of parameter bytes and modules
+        implied by the weights file's size (a config asking for 10¹² codes fails at once); every
+        tensor's name, shape and dtype in the safetensors header is compared with the model's;
+        only then is the model built for real and loaded.
 
         Args:
             pretrained_model_name_or_path: a local folder written by :meth:`save_pretrained`, or
                 a Hub repo id such as ``"user/vqvae-celeba"``.
-            **kwargs: ``strict`` (default True), ``map_location`` (default ``"cpu"``),
+            **kwargs: ``strict`` (default True: missing, unexpected or unknown keys raise),
+                ``device`` (where to put the model; ``map_location`` is an alias), ``dtype`` (a
+                floating-point dtype to cast floating parameters and buffers to after loading),
                 ``revision``, ``cache_dir``, ``token``, ``force_download``,
                 ``local_files_only``; any other keyword overrides a config value.
 
         Raises:
-            FileNotFoundError: ``config.json`` or ``model.safetensors`` is missing (the message
-                names the file and the folder or repo).
+            ModelNotFoundError: (a ``FileNotFoundError``) the folder, repo, revision,
+                ``config.json`` or ``model.safetensors`` is missing (offline and not cached
+                included); the message names the file and the folder or repo.
+            HubConnectionError: (a ``ConnectionError``) the Hub could not be reached.
+            InvalidModelError: (a ``ValueError``) a malformed, oversized or placement-carrying
+                ``config.json``; a truncated, empty or non-safetensors weights file; keys, shapes
+                or dtypes that do not match the model.
             KeyError: the config names a part that is not registered (for example a plugin's
                 encoder whose package is not installed).
-            ValueError: keys or tensor shapes in the weights do not match the model.
         """
-        try:
-            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-        except EntryNotFoundError as exc:  # the config download (weights errors are rewritten)
-            where = _describe(str(pretrained_model_name_or_path), kwargs.get("revision"))
-            raise FileNotFoundError(
-                f"{CONFIG_NAME} not found in {where} ({type(exc).__name__}: {exc})"
-            ) from exc
-
-    @classmethod
-    def _from_pretrained(
-        cls: type[M],
-        *,
-        model_id: str,
-        revision: str | None,
-        cache_dir: Any,
-        force_download: bool,
-        local_files_only: bool,
-        token: str | bool | None,
-        config: dict | None = None,
-        map_location: str = "cpu",
-        strict: bool = True,
-        **model_kwargs: Any,
-    ) -> M:
-        where = _describe(model_id, revision)
-        if config is None:
-            raise FileNotFoundError(
-                f"{CONFIG_NAME} not found in {where}: a vqkit model needs it to rebuild the "
-                "architecture (it holds the constructor arguments)"
-            )
-        params = inspect.signature(cls.__init__).parameters
-        unknown = sorted(k for k in config if k not in params)
-        if unknown:
-            message = (
-                f"{where}/{CONFIG_NAME} has keys {unknown} that {cls.__name__}() does not accept; "
-                f"it accepts {[p for p in params if p != 'self']}"
-            )
-            if strict:
-                raise ValueError(message + " (pass strict=False to ignore them)")
-            warnings.warn(message + "; they are ignored", UserWarning, stacklevel=4)
-        try:
-            model = cls(**model_kwargs)
-        except KeyError as exc:
-            reason = exc.args[0] if exc.args else exc
-            raise KeyError(
-                f"cannot build {cls.__name__} from {where}/{CONFIG_NAME}: {reason}"
-            ) from exc
-        model_file = _resolve_weights(
-            model_id,
-            revision=revision,
-            cache_dir=cache_dir,
-            force_download=force_download,
-            local_files_only=local_files_only,
-            token=token,
-        )
-        load_safetensors_strict(model, model_file, strict=strict)
-        if str(map_location) != "cpu":
-            model.to(map_location)
-        model.eval()
-        return model
-
-
-def _describe(model_id: str, revision: str | None) -> str:
-    if os.path.isdir(model_id):
-        return f"local folder {model_id!r}"
-    return f"Hub repo {model_id!r}" + (f" (revision {revision!r})" if revision else "")
-
-
-def _resolve_weights(model_id: str, *, revision: str | None, **download_kwargs: Any) -> str:
-    where = _describe(model_id, revision)
-    if os.path.isdir(model_id):
-        path = os.path.join(model_id, WEIGHTS_NAME)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{WEIGHTS_NAME} not found in {where} (expected {path})")
-        return path
-    try:
-        return hf_hub_download(
-            repo_id=model_id, filename=WEIGHTS_NAME, revision=revision, **download_kwargs
-        )
-    except EntryNotFoundError as exc:  # also LocalEntryNotFoundError (offline, not cached)
-        raise FileNotFoundError(
-            f"{WEIGHTS_NAME} not found in {where}; vqkit loads safetensors weights only "
-            f"({type(exc).__name__}: {exc})"
-        ) from exc
-
-
-def load_safetensors_strict(model: Any, model_file: str | os.PathLike, *, strict: bool = True):
-    """Load ``model_file`` into ``model``, checking keys and shapes first.
-
-    Args:
-        model: an ``nn.Module``.
-        model_file: a safetensors file.
-        strict: raise on missing or unexpected keys (shape mismatches always raise).
-
-    Raises:
-        ValueError: a tensor's shape differs, or (strict) keys are missing or unexpected; the
-            message names the file and the keys.
-    """
-    from safetensors import safe_open
-    from safetensors.torch import load_model
-
-    with safe_open(str(model_file), framework="pt") as f:
-        file_shapes = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}  # noqa: SIM118
-    expected = model.state_dict()
-    mismatched = [
-        f"{key}: file {file_shapes[key]} vs model {tuple(expected[key].shape)}"
-        for key in sorted(file_shapes)
-        if key in expected and file_shapes[key] != tuple(expected[key].shape)
-    ]
-    if mismatched:
-        raise ValueError(f"shape mismatch loading {model_file}: " + "; ".join(mismatched))
-    missing, unexpected = load_model(model, str(model_file), strict=False)
-    if strict and (missing or unexpected):
-        parts = []
-        if missing:
-            parts.append(f"missing key(s) {sorted(missing)}")
-        if unexpected:
-            parts.append(f"unexpected key(s) {sorted(unexpected)}")
-        raise ValueError(
-            f"{model_file} does not match {type(model).__name__}: {'; '.join(parts)} "
-            "(pass strict=False to load anyway)"
-        )
-    if missing or unexpected:
-        warnings.warn(
-            f"loaded {model_file} non-strictly: missing {sorted(missing)}, "
-            f"unexpected {sorted(unexpected)}",
-            UserWarning,
-            stacklevel=2,
-        )
-    return model
+        return _load(cls, pretrained_model_name_or_path, dict(kwargs))
