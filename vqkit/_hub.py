@@ -595,7 +595,7 @@ def _build(cls: type, kwargs: dict, where: str, header: SafetensorsHeader, devic
     """``cls(**kwargs)`` on ``device`` under a parameter and module budget set by ``header``."""
     max_bytes = _BYTES_FACTOR * header.data_bytes + _SLACK_BYTES
     max_modules = _MODULES_FACTOR * len(header.tensors) + _SLACK_MODULES
-    budget = _construction_budget(f"{where}/{CONFIG_NAME}", max_bytes, max_modules)
+    budget = _construction_budget(f"{CONFIG_NAME} of {where}", max_bytes, max_modules)
     try:
         with budget, torch.device(device), _SkipMetaFills() if device == "meta" else _no_mode():
             return cls(**kwargs)
