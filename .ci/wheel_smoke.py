@@ -26,16 +26,8 @@ def check(condition: bool, message: str) -> None:
         sys.exit(f"wheel smoke test FAILED: {message}")
 
 
-SDIST_ALLOWED = (
-    "vqkit/",
-    "vqkit.egg-info/",
-    "LICENSE",
-    "README.md",
-    "MANIFEST.in",
-    "PKG-INFO",
-    "pyproject.toml",
-    "setup.cfg",
-)
+SDIST_FOLDERS = ("vqkit", "vqkit.egg-info")
+SDIST_FILES = ("LICENSE", "README.md", "MANIFEST.in", "PKG-INFO", "pyproject.toml", "setup.cfg")
 
 
 def check_sdist(dist: Path) -> None:
@@ -44,7 +36,7 @@ def check_sdist(dist: Path) -> None:
     root = sdists[0].name.removesuffix(".tar.gz")
     with tarfile.open(sdists[0]) as tar:
         names = [name.removeprefix(root + "/") for name in tar.getnames() if name != root]
-    stray = [name for name in names if not name.startswith(SDIST_ALLOWED)]
+    stray = [n for n in names if n.split("/")[0] not in SDIST_FOLDERS and n not in SDIST_FILES]
     check(not stray, f"stray files in {sdists[0].name}: {stray}")
     check("vqkit/py.typed" in names, "the sdist lacks vqkit/py.typed")
 
