@@ -405,7 +405,10 @@ def _raising(exc):
 
 
 def test_network_and_not_found_errors_are_one_line(monkeypatch, hf_cache):
-    import httpx2
+    try:  # the HTTP client huggingface_hub uses: httpx2 from 2.x, httpx before
+        import httpx2
+    except ImportError:
+        import httpx as httpx2
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
