@@ -16,23 +16,18 @@ Every vqkit model and standalone prior inherits :class:`HubMixin`, which is
 - the generated model card names the library, the licence, the pipeline tag, the tags, how to load
   the model, and the config.
 
-The file format is safetensors (https://github.com/huggingface/safetensors): an 8-byte
-little-endian header length, a JSON header of ``{name: {dtype, shape, data_offsets}}`` and the raw
-tensor bytes.
+The header checks live in :mod:`vqkit._safetensors`, the bounded meta build in
+:mod:`vqkit._meta_build`, the error types in :mod:`vqkit.errors`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import json
 import os
 import shutil
-import struct
 import threading
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -47,7 +42,15 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from torch.overrides import TorchFunctionMode
+
+from vqkit._meta_build import build_bounded, needs_real_tensors
+from vqkit._safetensors import (
+    SafetensorsHeader,
+    check_against_header,
+    load_weights,
+    read_safetensors_header,
+)
+from vqkit.errors import HubConnectionError, HubError, InvalidModelError, ModelNotFoundError
 
 __all__ = [
     "CONFIG_NAME",
@@ -68,227 +71,8 @@ _NOT_CONFIG = ("device", "dtype")  # constructor arguments that describe placeme
 _HUB_KINDS = ("model", "prior")  # registry kinds whose classes save themselves to the Hub
 
 MAX_CONFIG_BYTES = 1 << 20  # a vqkit config.json is a few kB
-MAX_HEADER_BYTES = 100_000_000  # the limit the safetensors library itself applies
-# Building a model may register at most 4x the weights file's bytes plus 16 MiB of parameters and
-# buffers (non-persistent buffers such as masks are not in the file; vqkit's models hold at most
-# 2x), and at most 4 modules per stored tensor plus 64 (vqkit's models have 0.5 to 1.2).
-_BYTES_FACTOR, _SLACK_BYTES = 4, 16 << 20
-_MODULES_FACTOR, _SLACK_MODULES = 4, 64
-
-_DTYPES = {
-    "F64": torch.float64,
-    "F32": torch.float32,
-    "F16": torch.float16,
-    "BF16": torch.bfloat16,
-    "I64": torch.int64,
-    "I32": torch.int32,
-    "I16": torch.int16,
-    "I8": torch.int8,
-    "U8": torch.uint8,
-    "BOOL": torch.bool,
-    **{
-        name: getattr(torch, attr)
-        for name, attr in (
-            ("U16", "uint16"),
-            ("U32", "uint32"),
-            ("U64", "uint64"),
-            ("F8_E4M3", "float8_e4m3fn"),
-            ("F8_E5M2", "float8_e5m2"),
-        )
-        if hasattr(torch, attr)
-    },
-}
-_DTYPE_NAMES = {dtype: name for name, dtype in _DTYPES.items()}
 
 M = TypeVar("M", bound="HubMixin")
-
-
-# ---------------------------------------------------------------------------------- errors
-class HubError(Exception):
-    """Base of every error vqkit raises while saving, finding or loading a model.
-
-    Its message is one line saying what is wrong and what to do; the CLI prints it as is.
-    """
-
-
-class ModelNotFoundError(HubError, FileNotFoundError):
-    """The folder, the Hub repo, its revision or one of its files does not exist (or is private
-    and no token was given, or is not in the cache while offline)."""
-
-
-class HubConnectionError(HubError, ConnectionError):
-    """The Hugging Face Hub could not be reached (no network, a timeout, a server error)."""
-
-
-class InvalidModelError(HubError, ValueError):
-    """``config.json`` or ``model.safetensors`` is malformed, tampered with or does not match."""
-
-
-# -------------------------------------------------------------------------- safetensors header
-@dataclass
-class SafetensorsHeader:
-    """What the header of a safetensors file declares, checked against the file's size.
-
-    Attributes:
-        tensors: ``{name: (dtype, shape)}`` with the torch dtype.
-        metadata: the ``__metadata__`` strings (may be empty).
-        data_bytes: the size of the data section.
-    """
-
-    tensors: dict[str, tuple[torch.dtype, tuple[int, ...]]]
-    metadata: dict[str, str] = field(default_factory=dict)
-    data_bytes: int = 0
-
-
-def read_safetensors_header(path: str | os.PathLike) -> SafetensorsHeader:
-    """Read and validate the header of a safetensors file without reading its tensors.
-
-    Checks that the file holds an 8-byte header length, a bounded JSON object header, known
-    dtypes, non-negative integer shapes, and byte ranges that match each shape, lie inside the
-    file and tile the data section exactly.
-
-    Raises:
-        InvalidModelError: the file is empty, truncated, not safetensors, or inconsistent; the
-            message names the file (and the tensor).
-    """
-    path = Path(path)
-    size = path.stat().st_size
-    if size == 0:
-        raise InvalidModelError(f"{path} is empty (0 bytes): not a safetensors file")
-    if size < 8:
-        raise InvalidModelError(f"{path} is truncated ({size} bytes): not a safetensors file")
-    with open(path, "rb") as f:
-        (length,) = struct.unpack("<Q", f.read(8))
-        if length < 2 or length > MAX_HEADER_BYTES:
-            raise InvalidModelError(
-                f"{path} is not a safetensors file: its header length field says {length} bytes "
-                f"(expected 2 to {MAX_HEADER_BYTES})"
-            )
-        if 8 + length > size:
-            raise InvalidModelError(
-                f"{path} is truncated: its header needs {length} bytes, the file has {size - 8}"
-            )
-        raw = f.read(length)
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise InvalidModelError(
-            f"{path} is not a safetensors file: bad JSON header ({exc})"
-        ) from exc
-    if not isinstance(header, dict):
-        raise InvalidModelError(
-            f"{path} is not a safetensors file: the header is a JSON {type(header).__name__}"
-        )
-    metadata = header.pop("__metadata__", None) or {}
-    if not isinstance(metadata, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
-    ):
-        raise InvalidModelError(f"{path}: __metadata__ must map strings to strings")
-    data_bytes = size - 8 - length
-    tensors: dict[str, tuple[torch.dtype, tuple[int, ...]]] = {}
-    ranges = []
-    for name, entry in header.items():
-        where = f"{path}: tensor {name!r}"
-        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
-            raise InvalidModelError(f"{where} needs exactly dtype, shape and data_offsets")
-        dtype = _DTYPES.get(entry["dtype"]) if isinstance(entry["dtype"], str) else None
-        if dtype is None:
-            raise InvalidModelError(
-                f"{where} has unknown dtype {entry['dtype']!r}; known: {sorted(_DTYPES)}"
-            )
-        shape, offsets = entry["shape"], entry["data_offsets"]
-        if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
-            raise InvalidModelError(f"{where} has a bad shape {shape!r}")
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_count, offsets))):
-            raise InvalidModelError(f"{where} has bad data_offsets {offsets!r}")
-        begin, end = offsets
-        numel = 1
-        for d in shape:
-            numel *= d
-        expected = numel * torch.empty((), dtype=dtype).element_size()
-        if end - begin != expected:
-            raise InvalidModelError(
-                f"{where}: shape {shape} of {entry['dtype']} needs {expected} bytes, its "
-                f"data_offsets span {end - begin}"
-            )
-        if end > data_bytes:
-            raise InvalidModelError(
-                f"{path} is truncated: tensor {name!r} ends at byte {end} of a data section of "
-                f"{data_bytes} bytes"
-            )
-        tensors[name] = (dtype, tuple(shape))
-        ranges.append((begin, end, name))
-    position = 0
-    for begin, end, name in sorted(ranges):
-        if begin != position:
-            raise InvalidModelError(
-                f"{path}: tensor {name!r} starts at byte {begin}, expected {position} "
-                "(overlapping or gapped data)"
-            )
-        position = end
-    if position != data_bytes:
-        raise InvalidModelError(
-            f"{path}: {data_bytes - position} trailing bytes after the last tensor"
-        )
-    return SafetensorsHeader(tensors=tensors, metadata=dict(metadata), data_bytes=data_bytes)
-
-
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    return _DTYPE_NAMES.get(dtype, str(dtype).removeprefix("torch."))
-
-
-def _check_against_header(
-    model: torch.nn.Module, header: SafetensorsHeader, model_file: Any, *, strict: bool
-) -> tuple[list[str], list[str]]:
-    """Compare names, shapes and dtypes; return ``(missing, unexpected)``.
-
-    Works on a model built on the ``meta`` device. Tied tensors (one object under two names, which
-    ``safetensors.torch.save_model`` stores once) count as present when any of their names is.
-    """
-    state = model.state_dict(keep_vars=True)
-    aliases: dict[int, list[str]] = {}
-    for key, tensor in state.items():
-        aliases.setdefault(id(tensor), []).append(key)
-    mismatched, wrong_dtype = [], []
-    for key in sorted(header.tensors):
-        if key not in state:
-            continue
-        dtype, shape = header.tensors[key]
-        if shape != tuple(state[key].shape):
-            mismatched.append(f"{key}: file {shape} vs model {tuple(state[key].shape)}")
-        elif dtype != state[key].dtype:
-            wrong_dtype.append(
-                f"{key}: file {_dtype_name(dtype)} vs model {_dtype_name(state[key].dtype)}"
-            )
-    if mismatched:
-        raise InvalidModelError(f"shape mismatch loading {model_file}: " + "; ".join(mismatched))
-    if wrong_dtype:
-        raise InvalidModelError(
-            f"dtype mismatch loading {model_file}: {'; '.join(wrong_dtype)} "
-            "(weights are never cast silently; convert the file or the model explicitly)"
-        )
-    missing = sorted(
-        key
-        for key in state
-        if key not in header.tensors
-        and not any(k in header.tensors for k in aliases[id(state[key])])
-    )
-    unexpected = sorted(key for key in header.tensors if key not in state)
-    if strict and (missing or unexpected):
-        parts = []
-        if missing:
-            parts.append(f"missing key(s) {missing}")
-        if unexpected:
-            parts.append(f"unexpected key(s) {unexpected}")
-        raise InvalidModelError(
-            f"{model_file} does not match {type(model).__name__}: {'; '.join(parts)} "
-            "(pass strict=False to load anyway)"
-        )
-    return missing, unexpected
 
 
 def load_safetensors_strict(model: Any, model_file: str | os.PathLike, *, strict: bool = True):
@@ -305,8 +89,8 @@ def load_safetensors_strict(model: Any, model_file: str | os.PathLike, *, strict
             the keys.
     """
     header = read_safetensors_header(model_file)
-    missing, unexpected = _check_against_header(model, header, model_file, strict=strict)
-    _load_weights(model, model_file)
+    missing, unexpected = check_against_header(model, header, model_file, strict=strict)
+    load_weights(model, model_file)
     if missing or unexpected:
         warnings.warn(
             f"loaded {model_file} non-strictly: missing {missing}, unexpected {unexpected}",
@@ -314,16 +98,6 @@ def load_safetensors_strict(model: Any, model_file: str | os.PathLike, *, strict
             stacklevel=2,
         )
     return model
-
-
-def _load_weights(model: torch.nn.Module, model_file: Any) -> None:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_model
-
-    try:
-        load_model(model, str(model_file), strict=False)
-    except (SafetensorError, OSError) as exc:  # the header was sound; the data was not
-        raise InvalidModelError(f"cannot read the tensors of {model_file}: {exc}") from exc
 
 
 # ------------------------------------------------------------------------- config.json
@@ -483,141 +257,6 @@ def _resolve_file(
 
 
 # --------------------------------------------------------------- building on meta, bounded
-class _TooLargeError(InvalidModelError):
-    pass
-
-
-# In-place fills (``torch.nn.init`` and ``Tensor`` methods) that only write values; on a meta
-# tensor there are none to write. Skipping them also avoids ``Tensor.normal_`` on meta, whose
-# Python reference implementation imports torch._dynamo (seconds) the first time it runs.
-_VALUE_FILLS = frozenset(
-    {
-        "normal_",
-        "uniform_",
-        "trunc_normal_",
-        "kaiming_normal_",
-        "kaiming_uniform_",
-        "xavier_normal_",
-        "xavier_uniform_",
-        "orthogonal_",
-        "sparse_",
-        "constant_",
-        "zeros_",
-        "ones_",
-        "fill_",
-        "zero_",
-        "eye_",
-        "dirac_",
-        "bernoulli_",
-        "exponential_",
-        "random_",
-    }
-)
-
-
-class _SkipMetaFills(TorchFunctionMode):
-    """Inside ``torch.device("meta")``: value fills of meta tensors return the tensor untouched."""
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if getattr(func, "__name__", None) in _VALUE_FILLS:
-            target = args[0] if args else kwargs.get("tensor")  # torch.nn.init passes keywords
-            if isinstance(target, torch.Tensor) and target.is_meta:
-                return target
-        return func(*args, **kwargs)
-
-
-@contextlib.contextmanager
-def _construction_budget(where: str, max_bytes: int, max_modules: int) -> Iterator[None]:
-    """Abort a model's construction once it registers more bytes or modules than allowed.
-
-    Global ``nn.Module`` registration hooks count the parameters, buffers and submodules created
-    by this thread; the first one over budget raises, so a hostile config fails at once.
-    """
-    from torch.nn.modules import module as module_hooks
-
-    thread = threading.get_ident()
-    seen: dict[int, torch.Tensor] = {}  # keeps counted tensors alive so their ids stay unique
-    totals = {"bytes": 0, "modules": 0}
-
-    def on_tensor(module: torch.nn.Module, name: str, tensor: Any) -> None:
-        if threading.get_ident() != thread or tensor is None or id(tensor) in seen:
-            return
-        seen[id(tensor)] = tensor
-        totals["bytes"] += tensor.numel() * tensor.element_size()
-        if totals["bytes"] > max_bytes:
-            raise _TooLargeError(
-                f"{where} asks for a model of more than {max_bytes:,} bytes of parameters and "
-                f"buffers (at {type(module).__name__}.{name} of shape {tuple(tensor.shape)}), "
-                f"far more than its {WEIGHTS_NAME} holds: refusing to build it"
-            )
-
-    def on_module(module: torch.nn.Module, name: str, submodule: Any) -> None:
-        if threading.get_ident() != thread:
-            return
-        totals["modules"] += 1
-        if totals["modules"] > max_modules:
-            raise _TooLargeError(
-                f"{where} asks for a model of more than {max_modules:,} modules (at "
-                f"{type(module).__name__}.{name}), far more than the tensors its {WEIGHTS_NAME} "
-                "holds: refusing to build it"
-            )
-
-    handles = [
-        module_hooks.register_module_parameter_registration_hook(on_tensor),
-        module_hooks.register_module_buffer_registration_hook(on_tensor),
-        module_hooks.register_module_module_registration_hook(on_module),
-    ]
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-@contextlib.contextmanager
-def _no_mode() -> Iterator[None]:
-    yield
-
-
-def _too_large_cause(exc: BaseException) -> _TooLargeError | None:
-    """The budget error behind ``exc`` (the registry re-raises constructor errors with a prefix)."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, _TooLargeError):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return None
-
-
-def _build(cls: type, kwargs: dict, where: str, header: SafetensorsHeader, device: str) -> Any:
-    """``cls(**kwargs)`` on ``device`` under a parameter and module budget set by ``header``."""
-    max_bytes = _BYTES_FACTOR * header.data_bytes + _SLACK_BYTES
-    max_modules = _MODULES_FACTOR * len(header.tensors) + _SLACK_MODULES
-    budget = _construction_budget(f"{CONFIG_NAME} of {where}", max_bytes, max_modules)
-    try:
-        with budget, torch.device(device), _SkipMetaFills() if device == "meta" else _no_mode():
-            return cls(**kwargs)
-    except KeyError as exc:
-        reason = exc.args[0] if exc.args else exc
-        raise KeyError(f"cannot build {cls.__name__} from {where}/{CONFIG_NAME}: {reason}") from exc
-    except Exception as exc:
-        too_large = _too_large_cause(exc)
-        if too_large is not None:
-            raise _TooLargeError(str(too_large)) from None
-        if isinstance(exc, (TypeError, ValueError)) and not isinstance(exc, HubError):
-            raise InvalidModelError(
-                f"cannot build {cls.__name__} from {where}/{CONFIG_NAME}: {exc}"
-            ) from exc
-        raise
-
-
-def _needs_real_tensors(exc: Exception) -> bool:
-    """A constructor that reads tensor values (``.item()``) cannot run on the meta device."""
-    return isinstance(exc, (RuntimeError, NotImplementedError)) and "meta" in str(exc)
-
-
 # ------------------------------------------------------------------ the class on record
 def _registered_name(cls: type) -> tuple[str, str] | None:
     from vqkit import _registry
@@ -742,16 +381,16 @@ def _load(cls: type | None, source: str | Path, kwargs: dict[str, Any]) -> Any:
     #    A constructor that must read tensor values is built on the CPU instead, under the same
     #    budget (so its memory is still bounded by the weights file's size).
     try:
-        model = _build(cls, init, where, header, "meta")
+        model = build_bounded(cls, init, where, CONFIG_NAME, header, "meta")
     except Exception as exc:
-        if not _needs_real_tensors(exc):
+        if not needs_real_tensors(exc):
             raise
-        model = _build(cls, init, where, header, "cpu")
-    missing, unexpected = _check_against_header(model, header, weights, strict=strict)
+        model = build_bounded(cls, init, where, CONFIG_NAME, header, "cpu")
+    missing, unexpected = check_against_header(model, header, weights, strict=strict)
     # 2. For real (its size is now bounded by the file's), then the weights.
     if any(t.is_meta for t in model.state_dict(keep_vars=True).values()):
-        model = _build(cls, init, where, header, "cpu")
-    _load_weights(model, weights)
+        model = build_bounded(cls, init, where, CONFIG_NAME, header, "cpu")
+    load_weights(model, weights)
     if missing or unexpected:
         warnings.warn(
             f"loaded {weights} non-strictly: missing {missing}, unexpected {unexpected}",
