@@ -3,7 +3,14 @@
 Everything public is re-exported here; parts register themselves by name on import.
 """
 
-from vqkit._hub import HubMixin
+from vqkit._hub import (
+    HubConnectionError,
+    HubError,
+    HubMixin,
+    InvalidModelError,
+    ModelNotFoundError,
+    from_pretrained,
+)
 from vqkit._registry import KINDS, build, get, list_registered, load_plugins, register
 from vqkit.autoregressive import (
     MADE,
@@ -63,7 +70,7 @@ from vqkit.vae import (
     kld_weight_to_beta,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 __all__ = [
     "FSQ",
@@ -81,14 +88,18 @@ __all__ = [
     "ConvVectorDecoder",
     "ConvVectorEncoder",
     "GatedPixelCNN",
+    "HubConnectionError",
+    "HubError",
     "HubMixin",
     "ImageVAE",
+    "InvalidModelError",
     "MADEFlowPrior",
     "MLPDecoder",
     "MLPEncoder",
     "MaskGIT",
     "MaskedConv2d",
     "MaskedLinear",
+    "ModelNotFoundError",
     "PixelCNN",
     "QuantizerOutput",
     "ResNetDecoder",
@@ -108,6 +119,7 @@ __all__ = [
     "build",
     "create_model",
     "evaluate_model",
+    "from_pretrained",
     "gaussian_kl",
     "get",
     "kld_weight_to_beta",

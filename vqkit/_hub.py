@@ -1,4 +1,4 @@
-"""Hugging Face Hub glue: ``config.json`` + ``model.safetensors`` + a model card, strict loading.
+"""Hugging Face Hub glue: ``config.json`` + ``model.safetensors`` + a model card, checked loading.
 
 Every vqkit model and standalone prior inherits :class:`HubMixin`, which is
 ``huggingface_hub.PyTorchModelHubMixin`` with vqkit's defaults:
@@ -6,9 +6,18 @@ Every vqkit model and standalone prior inherits :class:`HubMixin`, which is
 - ``config.json`` is exactly the constructor arguments (minus ``device`` / ``dtype``), so
   ``Model(**json.load(open("config.json")))`` rebuilds the architecture;
 - weights are ``model.safetensors`` only: nothing is ever unpickled, there is no ``.bin`` fallback;
-- loading is strict by default; a missing file, a missing or unexpected key, or a tensor of the
-  wrong shape raises an error naming the file (and the key);
-- the generated model card names the library, the tags, how to load the model, and the config.
+  its header metadata records the registered name of the class that wrote it and the vqkit
+  version (``vqkit_class``, ``vqkit_kind``, ``vqkit_version``), so :func:`from_pretrained` can
+  load any vqkit model without being told its class;
+- a downloaded folder is treated as untrusted: ``config.json`` is parsed strictly, the model is
+  first built on the ``meta`` device under a size budget implied by the weights file, every tensor's
+  name, shape and dtype is compared with the safetensors header, and only then is the model
+  materialised and loaded. Every refusal raises a :class:`HubError` naming the file (and the key);
+- the generated model card names the library, the licence, the pipeline tag, the tags, how to load
+  the model, and the config.
+
+The header checks live in :mod:`vqkit._safetensors`, the bounded meta build in
+:mod:`vqkit._meta_build`, the error types in :mod:`vqkit.errors`.
 """
 
 from __future__ import annotations
@@ -16,25 +25,411 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import shutil
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, TypeVar
 
+import torch
 from huggingface_hub import ModelCard, PyTorchModelHubMixin, constants, hf_hub_download
-from huggingface_hub.errors import EntryNotFoundError
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    HfHubHTTPError,
+    HFValidationError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
 
-__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "HubMixin", "load_safetensors_strict"]
+from vqkit._meta_build import build_bounded, needs_real_tensors
+from vqkit._safetensors import (
+    SafetensorsHeader,
+    check_against_header,
+    load_weights,
+    read_safetensors_header,
+)
+from vqkit.errors import HubConnectionError, HubError, InvalidModelError, ModelNotFoundError
+
+__all__ = [
+    "CONFIG_NAME",
+    "WEIGHTS_NAME",
+    "HubConnectionError",
+    "HubError",
+    "HubMixin",
+    "InvalidModelError",
+    "ModelNotFoundError",
+    "from_pretrained",
+    "load_safetensors_strict",
+    "read_safetensors_header",
+]
 
 CONFIG_NAME = constants.CONFIG_NAME  # "config.json"
 WEIGHTS_NAME = constants.SAFETENSORS_SINGLE_FILE  # "model.safetensors"
 _NOT_CONFIG = ("device", "dtype")  # constructor arguments that describe placement, not the model
+_HUB_KINDS = ("model", "prior")  # registry kinds whose classes save themselves to the Hub
+
+MAX_CONFIG_BYTES = 1 << 20  # a vqkit config.json is a few kB
 
 M = TypeVar("M", bound="HubMixin")
 
 
+def load_safetensors_strict(model: Any, model_file: str | os.PathLike, *, strict: bool = True):
+    """Load ``model_file`` into ``model``, checking the header's keys, shapes and dtypes first.
+
+    Args:
+        model: an ``nn.Module``.
+        model_file: a safetensors file.
+        strict: raise on missing or unexpected keys (shape and dtype mismatches always raise).
+
+    Raises:
+        InvalidModelError: (a ``ValueError``) the file is malformed, a tensor's shape or dtype
+            differs, or (strict) keys are missing or unexpected; the message names the file and
+            the keys.
+    """
+    header = read_safetensors_header(model_file)
+    missing, unexpected = check_against_header(model, header, model_file, strict=strict)
+    load_weights(model, model_file)
+    if missing or unexpected:
+        warnings.warn(
+            f"loaded {model_file} non-strictly: missing {missing}, unexpected {unexpected}",
+            UserWarning,
+            stacklevel=2,
+        )
+    return model
+
+
+# ------------------------------------------------------------------------- config.json
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    """Parse a ``config.json`` strictly: a bounded, UTF-8, JSON object without placement keys.
+
+    Raises:
+        InvalidModelError: the file is too large, empty, not JSON (``NaN`` included), not an
+            object, or has a ``device`` / ``dtype`` key; the message names the file.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise InvalidModelError(
+            f"{path} is {size} bytes; a vqkit config.json holds constructor arguments and is "
+            f"at most {MAX_CONFIG_BYTES} bytes"
+        )
+    text = path.read_bytes()
+    if not text.strip():
+        raise InvalidModelError(f"{path} is empty; expected a JSON object of constructor arguments")
+
+    def no_constants(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+
+    try:
+        config = json.loads(text.decode("utf-8"), parse_constant=no_constants)
+    except UnicodeDecodeError as exc:
+        raise InvalidModelError(f"{path} is not UTF-8 text ({exc})") from exc
+    except json.JSONDecodeError as exc:
+        raise InvalidModelError(
+            f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from exc
+    except (ValueError, RecursionError) as exc:
+        raise InvalidModelError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(config, dict):
+        raise InvalidModelError(
+            f"{path} must hold a JSON object of constructor arguments, got a JSON "
+            f"{_json_kind(config)}"
+        )
+    for key in _NOT_CONFIG:
+        if key in config:
+            raise InvalidModelError(
+                f"{path} has key {key!r}: placement is chosen when loading "
+                f"(from_pretrained(..., {key}=...)), never stored in config.json"
+            )
+    return config
+
+
+def _json_kind(value: Any) -> str:
+    return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number"
+    )
+
+
+# ---------------------------------------------------------------- finding the two files
+def _describe(model_id: str, revision: str | None) -> str:
+    if os.path.isdir(model_id):
+        return f"local folder {model_id!r}"
+    return f"Hub repo {model_id!r}" + (f" (revision {revision!r})" if revision else "")
+
+
+def _looks_like_a_path(model_id: str) -> bool:
+    """A string no Hub repo id can be ('user/name' or 'name'): it must be meant as a folder."""
+    return (
+        model_id.startswith((".", "/", "~", "\\"))
+        or model_id.count("/") > 1
+        or "\\" in model_id
+        or os.path.exists(model_id)
+    )
+
+
+def _resolve_file(
+    model_id: str,
+    filename: str,
+    *,
+    revision: str | None = None,
+    cache_dir: Any = None,
+    force_download: bool = False,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+) -> str:
+    """The local path of ``filename`` in a folder or a Hub repo, or one clear :class:`HubError`."""
+    where = _describe(model_id, revision)
+    if os.path.isdir(model_id):
+        path = os.path.join(model_id, filename)
+        if not os.path.isfile(path):
+            extra = " (vqkit loads safetensors weights only)" if filename == WEIGHTS_NAME else ""
+            raise ModelNotFoundError(f"{filename} not found in {where} (expected {path}){extra}")
+        return path
+    if _looks_like_a_path(model_id):
+        what = "is a file, not a folder" if os.path.isfile(model_id) else "does not exist"
+        raise ModelNotFoundError(
+            f"local folder {model_id!r} {what}; pass the folder written by save_pretrained, or a "
+            "Hub repo id such as 'user/name'"
+        )
+    try:
+        return hf_hub_download(
+            repo_id=model_id,
+            filename=filename,
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            token=token,
+        )
+    except HFValidationError as exc:
+        raise ModelNotFoundError(
+            f"{model_id!r} is neither a local folder nor a valid Hub repo id ('user/name'): {exc}"
+        ) from exc
+    except RevisionNotFoundError as exc:
+        raise ModelNotFoundError(
+            f"revision {revision!r} not found in Hub repo {model_id!r}; check the branch, tag or "
+            "commit"
+        ) from exc
+    except RepositoryNotFoundError as exc:
+        raise ModelNotFoundError(
+            f"Hub repo {model_id!r} not found (or it is private or gated: pass token=... or run "
+            "`hf auth login`); check the name, or pass a local folder"
+        ) from exc
+    except LocalEntryNotFoundError as exc:
+        if constants.HF_HUB_OFFLINE or local_files_only:
+            raise ModelNotFoundError(
+                f"{filename} not found in {where}: it is not in the local cache and offline mode "
+                "is on (HF_HUB_OFFLINE=1 or local_files_only=True); download it once online, or "
+                "pass a local folder"
+            ) from exc
+        raise HubConnectionError(
+            f"cannot reach the Hugging Face Hub to download {filename} of {where}, and it is not "
+            "in the local cache; check the network (or HF_ENDPOINT), or pass a local folder"
+        ) from exc
+    except EntryNotFoundError as exc:
+        extra = "; vqkit loads safetensors weights only" if filename == WEIGHTS_NAME else ""
+        raise ModelNotFoundError(f"{filename} not found in {where}{extra}") from exc
+    except OfflineModeIsEnabled as exc:
+        raise ModelNotFoundError(
+            f"{filename} of {where} is not in the local cache and offline mode is on "
+            "(HF_HUB_OFFLINE=1); download it once online, or pass a local folder"
+        ) from exc
+    except HfHubHTTPError as exc:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        raise HubConnectionError(
+            f"the Hugging Face Hub answered HTTP {status} for {filename} of {where}; "
+            "try again later, or pass a local folder"
+        ) from exc
+    except (OSError, ConnectionError) as exc:  # sockets, DNS, timeouts (httpx errors wrap these)
+        raise HubConnectionError(
+            f"cannot reach the Hugging Face Hub for {where} ({type(exc).__name__}); check the "
+            "network (or HF_ENDPOINT), or set HF_HUB_OFFLINE=1 to use the local cache"
+        ) from exc
+    except Exception as exc:
+        if type(exc).__module__.split(".")[0] in ("httpx", "httpcore", "httpx2"):
+            raise HubConnectionError(
+                f"cannot reach the Hugging Face Hub for {where} ({type(exc).__name__}: {exc}); "
+                "check the network, or set HF_HUB_OFFLINE=1 to use the local cache"
+            ) from exc
+        raise
+
+
+# --------------------------------------------------------------- building on meta, bounded
+# ------------------------------------------------------------------ the class on record
+def _registered_name(cls: type) -> tuple[str, str] | None:
+    from vqkit import _registry
+
+    for kind in _HUB_KINDS:
+        for name, entry in _registry._REGISTRY[kind].items():
+            if entry is cls:
+                return kind, name
+    return None
+
+
+def _hub_classes() -> list[tuple[str, str, type]]:
+    from vqkit import _registry
+
+    _registry.load_plugins()
+    return [
+        (kind, name, entry)
+        for kind in _HUB_KINDS
+        for name, entry in sorted(_registry._REGISTRY[kind].items())
+        if isinstance(entry, type) and issubclass(entry, HubMixin)
+    ]
+
+
+def _class_on_record(header: SafetensorsHeader, config: dict, where: str, weights: str) -> type:
+    from vqkit import _registry
+
+    kind, name = header.metadata.get("vqkit_kind"), header.metadata.get("vqkit_class")
+    if kind is None or name is None:
+        candidates = [
+            cls.__name__
+            for _, _, cls in _hub_classes()
+            if set(config) <= set(inspect.signature(cls.__init__).parameters) - {"self"}
+        ]
+        hint = (
+            f"; classes whose constructor accepts every key of its {CONFIG_NAME}: "
+            + ", ".join(dict.fromkeys(candidates))
+            if candidates
+            else ""
+        )
+        raise InvalidModelError(
+            f"{where} does not record which vqkit class saved it ({weights} has no 'vqkit_class' "
+            "metadata; folders saved by vqkit 0.1.0 do not): load it with that class, e.g. "
+            f"vqkit.VQVAE.from_pretrained(...){hint}"
+        )
+    if kind not in _HUB_KINDS:
+        raise InvalidModelError(f"{weights}: vqkit_kind {kind!r} is not one of {list(_HUB_KINDS)}")
+    try:
+        cls = _registry.get(kind, name)
+    except KeyError as exc:
+        raise KeyError(f"cannot load {where}: {exc.args[0]}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, HubMixin)):
+        raise InvalidModelError(f"{weights}: {kind} {name!r} is not a class vqkit can load")
+    return cls
+
+
+# ----------------------------------------------------------------------- placement
+def _placement(device: Any, dtype: Any) -> tuple[torch.device | None, torch.dtype | None]:
+    if isinstance(dtype, str):
+        resolved = getattr(torch, dtype.removeprefix("torch."), None)
+        if not isinstance(resolved, torch.dtype):
+            raise ValueError(f"from_pretrained: unknown dtype {dtype!r} (e.g. 'float32')")
+        dtype = resolved
+    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
+        raise ValueError(
+            f"from_pretrained: dtype must be a floating-point torch.dtype, got {dtype!r}"
+        )
+    if device is None:
+        return None, dtype
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"from_pretrained: bad device {device!r} ({exc})") from exc
+    if device.type == "meta":
+        raise ValueError("from_pretrained: device 'meta' holds no weights; pick a real device")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"from_pretrained: device {str(device)!r} asked for, but CUDA is not available"
+        )
+    return device, dtype
+
+
+# ----------------------------------------------------------------------------- loading
+_DOWNLOAD_KEYS = ("revision", "cache_dir", "force_download", "local_files_only", "token")
+
+
+def _load(cls: type | None, source: str | Path, kwargs: dict[str, Any]) -> Any:
+    model_id = str(source)
+    download = {k: kwargs.pop(k) for k in _DOWNLOAD_KEYS if k in kwargs}
+    strict = kwargs.pop("strict", True)
+    if not isinstance(strict, bool):
+        raise TypeError(f"from_pretrained: strict must be True or False, got {strict!r}")
+    map_location = kwargs.pop("map_location", None)
+    device = kwargs.pop("device", None)
+    if map_location is not None and device is not None and str(map_location) != str(device):
+        raise ValueError(f"from_pretrained: device={device!r} and map_location={map_location!r}")
+    device, dtype = _placement(
+        device if device is not None else map_location, kwargs.pop("dtype", None)
+    )
+    where = _describe(model_id, download.get("revision"))
+
+    config_file = _resolve_file(model_id, CONFIG_NAME, **download)
+    config = read_config(config_file)
+    weights = _resolve_file(model_id, WEIGHTS_NAME, **download)
+    header = read_safetensors_header(weights)
+    if cls is None:
+        cls = _class_on_record(header, config, where, weights)
+
+    params = inspect.signature(cls.__init__).parameters
+    unknown = sorted(k for k in config if k not in params)
+    if unknown:
+        message = (
+            f"{where}/{CONFIG_NAME} has keys {unknown} that {cls.__name__}() does not accept; "
+            f"it accepts {[p for p in params if p != 'self']}"
+        )
+        if strict:
+            raise InvalidModelError(message + " (pass strict=False to ignore them)")
+        warnings.warn(message + "; they are ignored", UserWarning, stacklevel=4)
+    init = {k: v for k, v in config.items() if k in params}
+    init.update(kwargs)  # keyword overrides replace config values
+
+    # 1. On the meta device: no memory, a budget from the weights file, every tensor checked.
+    #    A constructor that must read tensor values is built on the CPU instead, under the same
+    #    budget (so its memory is still bounded by the weights file's size).
+    try:
+        model = build_bounded(cls, init, where, CONFIG_NAME, header, "meta")
+    except Exception as exc:
+        if not needs_real_tensors(exc):
+            raise
+        model = build_bounded(cls, init, where, CONFIG_NAME, header, "cpu")
+    missing, unexpected = check_against_header(model, header, weights, strict=strict)
+    # 2. For real (its size is now bounded by the file's), then the weights.
+    if any(t.is_meta for t in model.state_dict(keep_vars=True).values()):
+        model = build_bounded(cls, init, where, CONFIG_NAME, header, "cpu")
+    load_weights(model, weights)
+    if missing or unexpected:
+        warnings.warn(
+            f"loaded {weights} non-strictly: missing {missing}, unexpected {unexpected}",
+            UserWarning,
+            stacklevel=4,
+        )
+    if device is not None or dtype is not None:
+        model.to(device=device, dtype=dtype)
+    model.eval()
+    return model
+
+
+def from_pretrained(pretrained_model_name_or_path: str | Path, **kwargs: Any) -> Any:
+    """Load any vqkit model or prior saved by ``save_pretrained``, without naming its class.
+
+    The class is the one recorded in ``model.safetensors`` (its ``vqkit_class`` metadata).
+    Folders saved by vqkit 0.1.0 record no class: load those with the class method
+    (``vqkit.VQVAE.from_pretrained(...)``); the error lists the classes that fit the config.
+
+    Args:
+        pretrained_model_name_or_path: a local folder, or a Hub repo id such as ``"user/repo"``.
+        **kwargs: as :meth:`HubMixin.from_pretrained`.
+
+    Raises:
+        HubError: see :meth:`HubMixin.from_pretrained`.
+
+    Example::
+
+        model = vqkit.from_pretrained("user/vqvae-celeba", device="cpu")
+    """
+    return _load(None, pretrained_model_name_or_path, dict(kwargs))
+
+
+# ------------------------------------------------------------------------------- the mixin
 class HubMixin(
     PyTorchModelHubMixin,
     library_name="vqkit",
+    license="mit",
+    pipeline_tag="unconditional-image-generation",
     tags=["vqkit"],
     repo_url="https://github.com/vqkit/vqkit",
     docs_url="https://vqkit.github.io/vqkit",
@@ -49,7 +444,7 @@ class HubMixin(
     dicts); an argument passed as a non-JSON object (a built module) makes ``save_pretrained``
     raise instead of writing a config that cannot rebuild the model.
 
-    ``from_pretrained(repo_id_or_path, *, strict=True, map_location="cpu", revision=None,
+    ``from_pretrained(repo_id_or_path, *, strict=True, device=None, dtype=None, revision=None,
     **overrides)``: keyword overrides replace config values; the model is returned in eval mode.
     """
 
@@ -93,6 +488,10 @@ class HubMixin(
     ) -> str | None:
         """Write ``config.json``, ``model.safetensors`` and ``README.md`` into ``save_directory``.
 
+        The three files are written into a temporary folder first and moved into place, so an
+        interrupted save never leaves a half-written file (an older model in the same folder is
+        replaced file by file).
+
         Args:
             save_directory: folder to create or overwrite.
             config: not supported (the config is always the constructor arguments); must be None.
@@ -106,10 +505,23 @@ class HubMixin(
                 "save_pretrained(config=...) is not supported"
             )
         self._check_config_complete()
-        super().save_pretrained(save_directory, model_card_kwargs=model_card_kwargs)
+        save_directory = Path(save_directory)
+        if save_directory.exists() and not save_directory.is_dir():
+            raise NotADirectoryError(f"cannot save into {save_directory}: it is a file")
+        save_directory.mkdir(parents=True, exist_ok=True)
+        tmp = save_directory / f".tmp-save-{os.getpid()}-{threading.get_ident()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            self._save_pretrained(tmp)
+            self.generate_model_card(**(model_card_kwargs or {})).save(tmp / "README.md")
+            for name in (CONFIG_NAME, WEIGHTS_NAME, "README.md"):
+                os.replace(tmp / name, save_directory / name)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         if push_to_hub:
             return self.push_to_hub(
-                repo_id or Path(save_directory).name,
+                repo_id or save_directory.name,
                 model_card_kwargs=model_card_kwargs,
                 **push_to_hub_kwargs,
             )
@@ -118,9 +530,15 @@ class HubMixin(
     def _save_pretrained(self, save_directory: Path) -> None:
         from safetensors.torch import save_model
 
+        import vqkit
+
         config = self._check_config_complete()
+        metadata = {"format": "pt", "vqkit_version": vqkit.__version__}
+        registered = _registered_name(type(self))
+        if registered is not None:
+            metadata["vqkit_kind"], metadata["vqkit_class"] = registered
         (save_directory / CONFIG_NAME).write_text(json.dumps(config, sort_keys=True, indent=2))
-        save_model(self, str(save_directory / WEIGHTS_NAME), metadata={"format": "pt"})
+        save_model(self, str(save_directory / WEIGHTS_NAME), metadata=metadata)
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
         """Save into a temporary folder and upload it as one commit to ``repo_id``.
@@ -134,7 +552,7 @@ class HubMixin(
         return super().push_to_hub(repo_id, model_card_kwargs=card_kwargs, **kwargs)
 
     def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
-        """A card with the library name, tags, a loading snippet and the config."""
+        """A card with the library, licence, pipeline tag, tags, loading snippets and the config."""
         info = self._hub_mixin_info
         cls = type(self)
         repo_id = kwargs.get("repo_id") or "path/or/user-repo"
@@ -166,10 +584,14 @@ class HubMixin(
                 import_line,
                 "",
                 f'model = {cls.__name__}.from_pretrained("{repo_id}")  # strict, eval mode',
+                "",
+                "import vqkit",
+                "",
+                f'model = vqkit.from_pretrained("{repo_id}", device="cpu")  # any vqkit model',
                 "```",
                 "",
                 "Weights are stored as `model.safetensors` (no pickle); `config.json` holds the "
-                "constructor arguments.",
+                f"constructor arguments. Saved with vqkit {vqkit.__version__}. Licence: MIT.",
                 "",
                 "## Config",
                 "",
@@ -188,148 +610,32 @@ class HubMixin(
     def from_pretrained(
         cls: type[M], pretrained_model_name_or_path: str | Path, **kwargs: Any
     ) -> M:
-        """Build the model from ``config.json`` and load ``model.safetensors``.
+        """Build the model from ``config.json`` and load ``model.safetensors``, checking both.
+
+        The folder or repo is treated as untrusted: ``config.json`` is parsed strictly; the model
+        is built on the ``meta`` device first, under a budget of parameter bytes and modules
+        implied by the weights file's size (a config asking for 10¹² codes fails at once); every
+        tensor's name, shape and dtype in the safetensors header is compared with the model's;
+        only then is the model built for real and loaded.
 
         Args:
             pretrained_model_name_or_path: a local folder written by :meth:`save_pretrained`, or
                 a Hub repo id such as ``"user/vqvae-celeba"``.
-            **kwargs: ``strict`` (default True), ``map_location`` (default ``"cpu"``),
+            **kwargs: ``strict`` (default True: missing, unexpected or unknown keys raise),
+                ``device`` (where to put the model; ``map_location`` is an alias), ``dtype`` (a
+                floating-point dtype to cast floating parameters and buffers to after loading),
                 ``revision``, ``cache_dir``, ``token``, ``force_download``,
                 ``local_files_only``; any other keyword overrides a config value.
 
         Raises:
-            FileNotFoundError: ``config.json`` or ``model.safetensors`` is missing (the message
-                names the file and the folder or repo).
+            ModelNotFoundError: (a ``FileNotFoundError``) the folder, repo, revision,
+                ``config.json`` or ``model.safetensors`` is missing (offline and not cached
+                included); the message names the file and the folder or repo.
+            HubConnectionError: (a ``ConnectionError``) the Hub could not be reached.
+            InvalidModelError: (a ``ValueError``) a malformed, oversized or placement-carrying
+                ``config.json``; a truncated, empty or non-safetensors weights file; keys, shapes
+                or dtypes that do not match the model.
             KeyError: the config names a part that is not registered (for example a plugin's
                 encoder whose package is not installed).
-            ValueError: keys or tensor shapes in the weights do not match the model.
         """
-        try:
-            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-        except EntryNotFoundError as exc:  # the config download (weights errors are rewritten)
-            where = _describe(str(pretrained_model_name_or_path), kwargs.get("revision"))
-            raise FileNotFoundError(
-                f"{CONFIG_NAME} not found in {where} ({type(exc).__name__}: {exc})"
-            ) from exc
-
-    @classmethod
-    def _from_pretrained(
-        cls: type[M],
-        *,
-        model_id: str,
-        revision: str | None,
-        cache_dir: Any,
-        force_download: bool,
-        local_files_only: bool,
-        token: str | bool | None,
-        config: dict | None = None,
-        map_location: str = "cpu",
-        strict: bool = True,
-        **model_kwargs: Any,
-    ) -> M:
-        where = _describe(model_id, revision)
-        if config is None:
-            raise FileNotFoundError(
-                f"{CONFIG_NAME} not found in {where}: a vqkit model needs it to rebuild the "
-                "architecture (it holds the constructor arguments)"
-            )
-        params = inspect.signature(cls.__init__).parameters
-        unknown = sorted(k for k in config if k not in params)
-        if unknown:
-            message = (
-                f"{where}/{CONFIG_NAME} has keys {unknown} that {cls.__name__}() does not accept; "
-                f"it accepts {[p for p in params if p != 'self']}"
-            )
-            if strict:
-                raise ValueError(message + " (pass strict=False to ignore them)")
-            warnings.warn(message + "; they are ignored", UserWarning, stacklevel=4)
-        try:
-            model = cls(**model_kwargs)
-        except KeyError as exc:
-            reason = exc.args[0] if exc.args else exc
-            raise KeyError(
-                f"cannot build {cls.__name__} from {where}/{CONFIG_NAME}: {reason}"
-            ) from exc
-        model_file = _resolve_weights(
-            model_id,
-            revision=revision,
-            cache_dir=cache_dir,
-            force_download=force_download,
-            local_files_only=local_files_only,
-            token=token,
-        )
-        load_safetensors_strict(model, model_file, strict=strict)
-        if str(map_location) != "cpu":
-            model.to(map_location)
-        model.eval()
-        return model
-
-
-def _describe(model_id: str, revision: str | None) -> str:
-    if os.path.isdir(model_id):
-        return f"local folder {model_id!r}"
-    return f"Hub repo {model_id!r}" + (f" (revision {revision!r})" if revision else "")
-
-
-def _resolve_weights(model_id: str, *, revision: str | None, **download_kwargs: Any) -> str:
-    where = _describe(model_id, revision)
-    if os.path.isdir(model_id):
-        path = os.path.join(model_id, WEIGHTS_NAME)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{WEIGHTS_NAME} not found in {where} (expected {path})")
-        return path
-    try:
-        return hf_hub_download(
-            repo_id=model_id, filename=WEIGHTS_NAME, revision=revision, **download_kwargs
-        )
-    except EntryNotFoundError as exc:  # also LocalEntryNotFoundError (offline, not cached)
-        raise FileNotFoundError(
-            f"{WEIGHTS_NAME} not found in {where}; vqkit loads safetensors weights only "
-            f"({type(exc).__name__}: {exc})"
-        ) from exc
-
-
-def load_safetensors_strict(model: Any, model_file: str | os.PathLike, *, strict: bool = True):
-    """Load ``model_file`` into ``model``, checking keys and shapes first.
-
-    Args:
-        model: an ``nn.Module``.
-        model_file: a safetensors file.
-        strict: raise on missing or unexpected keys (shape mismatches always raise).
-
-    Raises:
-        ValueError: a tensor's shape differs, or (strict) keys are missing or unexpected; the
-            message names the file and the keys.
-    """
-    from safetensors import safe_open
-    from safetensors.torch import load_model
-
-    with safe_open(str(model_file), framework="pt") as f:
-        file_shapes = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}  # noqa: SIM118
-    expected = model.state_dict()
-    mismatched = [
-        f"{key}: file {file_shapes[key]} vs model {tuple(expected[key].shape)}"
-        for key in sorted(file_shapes)
-        if key in expected and file_shapes[key] != tuple(expected[key].shape)
-    ]
-    if mismatched:
-        raise ValueError(f"shape mismatch loading {model_file}: " + "; ".join(mismatched))
-    missing, unexpected = load_model(model, str(model_file), strict=False)
-    if strict and (missing or unexpected):
-        parts = []
-        if missing:
-            parts.append(f"missing key(s) {sorted(missing)}")
-        if unexpected:
-            parts.append(f"unexpected key(s) {sorted(unexpected)}")
-        raise ValueError(
-            f"{model_file} does not match {type(model).__name__}: {'; '.join(parts)} "
-            "(pass strict=False to load anyway)"
-        )
-    if missing or unexpected:
-        warnings.warn(
-            f"loaded {model_file} non-strictly: missing {sorted(missing)}, "
-            f"unexpected {sorted(unexpected)}",
-            UserWarning,
-            stacklevel=2,
-        )
-    return model
+        return _load(cls, pretrained_model_name_or_path, dict(kwargs))

@@ -32,8 +32,8 @@ from torch.utils.data import Dataset, default_collate
 
 from vqkit.data.dataset import ArrayDataset
 from vqkit.train.checkpoint import (
-    find_latest_checkpoint,
-    load_checkpoint,
+    load_latest_checkpoint,
+    run_folder_lock,
     save_checkpoint,
 )
 from vqkit.train.config import LossOutput, TrainConfig, TrainResult
@@ -170,7 +170,15 @@ class Trainer:
         return self.out_dir / "checkpoints" if self.out_dir is not None else None
 
     def fit(self) -> TrainResult:
-        """Run (or resume) training; returns the history. Leaves the model in eval mode."""
+        """Run (or resume) training; returns the history. Leaves the model in eval mode.
+
+        The run folder is locked meanwhile: another process training into it is refused with
+        ``vqkit.train.checkpoint.RunFolderInUseError``.
+        """
+        with run_folder_lock(self.out_dir):
+            return self._fit()
+
+    def _fit(self) -> TrainResult:
         cfg = self.config
         self.dist = dist_info = setup_distributed(cfg.device)
         device = dist_info.device
@@ -409,12 +417,19 @@ class Trainer:
             return state
         if self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-        latest = find_latest_checkpoint(self.checkpoint_dir) if self.resume else None
-        if latest is None:
+        found = None
+        if self.resume:  # the newest intact checkpoint, refused if the settings changed
+            found = load_latest_checkpoint(
+                self.checkpoint_dir,
+                model=self.model,
+                optimizer=self.optimizer,
+                config=cfg.to_dict(),
+            )
+        if found is None:
             if self.dist.is_main:
                 (self.out_dir / "metrics.jsonl").write_text("")
             return state
-        loaded, best = load_checkpoint(latest, model=self.model, optimizer=self.optimizer)
+        loaded, best = found
         self._save_index = loaded.pop("index") + 1
         loaded.pop("optimizer")
         loaded.pop("rng")
