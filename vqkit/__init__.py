@@ -25,8 +25,18 @@ from vqkit.data import (
     subset,
     train_val_split,
 )
-from vqkit.models import VQVAE, VQVAEOutput, VQVAEPriorOutput, create_model, list_models
-from vqkit.nn import ConvDecoder, ConvEncoder, ResidualStack, ResNetDecoder, ResNetEncoder
+from vqkit.losses import LPIPS
+from vqkit.models import VQGAN, VQVAE, VQVAEOutput, VQVAEPriorOutput, create_model, list_models
+from vqkit.nn import (
+    ConvDecoder,
+    ConvEncoder,
+    PatchGANDiscriminator,
+    ResidualStack,
+    ResNetDecoder,
+    ResNetEncoder,
+    TamingDecoder,
+    TamingEncoder,
+)
 from vqkit.quantize import FSQ, QuantizerOutput, ResidualVQ, VectorQuantizer
 from vqkit.train import (
     CodebookUsage,
@@ -39,6 +49,7 @@ from vqkit.train import (
     psnr,
     ssim,
 )
+from vqkit.train.gan import GANStep
 from vqkit.vae import (
     VAE,
     VLAE,
@@ -55,9 +66,11 @@ __version__ = "0.1.0"
 __all__ = [
     "FSQ",
     "KINDS",
+    "LPIPS",
     "MADE",
     "VAE",
     "VLAE",
+    "VQGAN",
     "VQVAE",
     "ArrayDataset",
     "BetaVAE",
@@ -65,18 +78,22 @@ __all__ = [
     "CodebookUsage",
     "ConvDecoder",
     "ConvEncoder",
+    "GANStep",
     "GatedPixelCNN",
     "HubMixin",
     "ImageVAE",
     "MADEFlowPrior",
     "MaskedConv2d",
     "MaskedLinear",
+    "PatchGANDiscriminator",
     "PixelCNN",
     "QuantizerOutput",
     "ResNetDecoder",
     "ResNetEncoder",
     "ResidualStack",
     "ResidualVQ",
+    "TamingDecoder",
+    "TamingEncoder",
     "TrainConfig",
     "Trainer",
     "VAEOutput",

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 __all__ = ["KINDS", "PLUGIN_GROUP", "build", "get", "list_registered", "load_plugins", "register"]
 
-KINDS = ("quantizer", "encoder", "decoder", "prior", "loss", "model")
+KINDS = ("quantizer", "encoder", "decoder", "prior", "loss", "model", "discriminator")
 PLUGIN_GROUP = "vqkit.plugins"
 
 T = TypeVar("T", bound=Callable[..., Any])
