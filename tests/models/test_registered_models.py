@@ -17,7 +17,7 @@ from models_helpers import TINY
 
 import vqkit
 from vqkit._hub import HubMixin
-from vqkit.models.presets import PRESETS
+from vqkit.models.presets import GAN_PRESETS, PRESETS
 
 SHRINK = {
     "encoder": {"hidden_channels": 8, "residual_hidden_channels": 4},
@@ -62,6 +62,39 @@ def _vqvae_preset(name: str) -> Case:
         sample=lambda m, g: m.generate(2, generator=g),
         bad=_randn(2, channels + 1, 8, 8),
     )
+
+
+def _vqgan_preset(name: str) -> Case:
+    config = GAN_PRESETS[name].config
+    channels = config["encoder"]["in_channels"]
+    size = max(8, 2 ** (len(config["encoder"]["ch_mult"]) - 1))
+    net = {"ch": 8, "num_res_blocks": 1, "norm_groups": 4, "z_channels": 8}
+    shrink = {
+        "encoder": net,
+        "decoder": net,
+        "quantizer": {"dim": 4, "codebook_size": 8},
+        "discriminator": {"ndf": 4, "n_layers": 1},
+        "image_size": [size, size],
+    }
+    if "prior" in config:
+        shrink["prior"] = SHRINK["prior"]
+    return Case(
+        build=lambda: vqkit.create_model(name, **shrink),
+        inputs=_randn(2, channels, size, size),
+        score=_loss,
+        sample=(lambda m, g: m.generate(2, generator=g)) if "prior" in config else None,
+        bad=_randn(2, channels + 1, size, size),
+    )
+
+
+_TAMING_TINY = {
+    "type": "taming",
+    "ch": 8,
+    "ch_mult": [1, 2],
+    "num_res_blocks": 1,
+    "attention_factors": [2],
+    "norm_groups": 4,
+}
 
 
 MODEL_CASES: dict[str, Case] = {
@@ -121,6 +154,22 @@ MODEL_CASES: dict[str, Case] = {
         bad=_randn(2, 2, 8, 8),
     ),
     **{name: _vqvae_preset(name) for name in PRESETS},
+    "vqgan": Case(
+        build=lambda: vqkit.VQGAN(
+            encoder={**_TAMING_TINY, "in_channels": 1},
+            quantizer={"type": "vq", "dim": 4, "codebook_size": 8, "ema": False},
+            decoder={"type": "taming"},
+            prior=TINY["prior"],
+            image_size=[8, 4],
+            discriminator={"type": "patchgan", "ndf": 4, "n_layers": 1},
+            perceptual_weight=0.0,
+        ),
+        inputs=_randn(2, 1, 8, 4),
+        score=_loss,
+        sample=lambda m, g: m.generate(2, generator=g),
+        bad=_randn(2, 1, 7, 4),
+    ),
+    **{name: _vqgan_preset(name) for name in GAN_PRESETS},
 }
 
 PRIOR_CASES: dict[str, Case] = {
