@@ -110,6 +110,10 @@ def r1_penalty(logits_real: Tensor, real: Tensor) -> Tensor:
     return grad.float().pow(2).flatten(1).sum(1).mean()
 
 
+def _at_least_fp32(dtype: torch.dtype) -> torch.dtype:
+    return torch.promote_types(dtype, torch.float32)
+
+
 def adaptive_weight(
     rec_loss: Tensor,
     g_loss: Tensor,
@@ -122,9 +126,9 @@ def adaptive_weight(
 
     Both gradients are taken with ``retain_graph=True``, so the caller can still backpropagate
     through ``rec_loss + λ · g_loss``. The norms are computed in fp32 whatever the parameter's
-    dtype. λ is 0 when either norm is zero or non-finite (no adversarial push rather than an
-    exploding or NaN one). Multiply the result by ``disc_weight`` (0.8 in taming's ImageNet
-    configs) before using it.
+    dtype (fp64 for fp64 parameters). λ is 0 when either norm is zero or non-finite (no
+    adversarial push rather than an exploding or NaN one). Multiply the result by
+    ``disc_weight`` (0.8 in taming's ImageNet configs) before using it.
 
     Args:
         rec_loss: the reconstruction (+ perceptual) loss, a scalar with gradients.
@@ -134,7 +138,7 @@ def adaptive_weight(
         max_weight: the upper clamp (taming: 1e4).
 
     Returns:
-        λ as a 0-dim fp32 tensor without gradient.
+        λ as a 0-dim tensor without gradient (fp32, or fp64 for fp64 parameters).
     """
     owner = "adaptive_weight"
     eps = check_number(owner, "eps", eps, low=0.0)
@@ -156,9 +160,11 @@ def adaptive_weight(
     for loss in (rec_loss, g_loss):
         (grad,) = torch.autograd.grad(loss, last_layer, retain_graph=True, allow_unused=True)
         if grad is None:  # the loss does not depend on the last layer
-            norms.append(torch.zeros((), device=last_layer.device))
+            dtype = _at_least_fp32(last_layer.dtype)
+            norms.append(torch.zeros((), device=last_layer.device, dtype=dtype))
         else:
-            norms.append(torch.linalg.vector_norm(grad.detach(), dtype=torch.float32))
+            grad = grad.detach()
+            norms.append(torch.linalg.vector_norm(grad.to(_at_least_fp32(grad.dtype))))
     rec_norm, g_norm = norms
     weight = (rec_norm / (g_norm + eps)).clamp(0.0, max_weight)
     usable = torch.isfinite(rec_norm) & torch.isfinite(g_norm) & (rec_norm > 0) & (g_norm > 0)

@@ -88,10 +88,10 @@ class VGG16Features(nn.Module):
           (B, 512, H/8, W/8), (B, 512, H/16, W/16)
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, device: torch.device | str | None = None) -> None:
         super().__init__()
         self.convs = nn.ModuleDict(
-            {name: nn.Conv2d(c_in, c_out, 3, padding=1) for name, c_in, c_out in
+            {name: nn.Conv2d(c_in, c_out, 3, padding=1, device=device) for name, c_in, c_out in
              (item for item in _VGG16 if item != "M")}
         )  # fmt: skip
 
@@ -161,14 +161,16 @@ class LPIPS(nn.Module):
         given = [weights is not None, repo_id is not None, random_init]
         if sum(given) > 1:
             raise ValueError("LPIPS: pass at most one of weights, repo_id and random_init=True")
-        self.backbone = VGG16Features()
+        path = None if random_init else self._resolve(weights, repo_id, revision)
+        device = "meta" if path is not None else None  # no random init of weights to be loaded
+        self.backbone = VGG16Features(device=device)
         self.heads = nn.ParameterList(
-            nn.Parameter(torch.rand(1, c, 1, 1) / c) for c in CHANNELS
-        )  # random non-negative heads until weights are loaded
+            nn.Parameter(torch.rand(1, c, 1, 1, device=device) / c) for c in CHANNELS
+        )  # random non-negative heads (random_init)
         self.register_buffer("shift", torch.tensor(_SHIFT).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("scale", torch.tensor(_SCALE).view(1, 3, 1, 1), persistent=False)
-        if not random_init:
-            self.load_weights(self._resolve(weights, repo_id, revision))
+        if path is not None:
+            self.load_weights(path)
         self.requires_grad_(False)
         self.eval()
 
@@ -191,12 +193,25 @@ class LPIPS(nn.Module):
             raise FileNotFoundError(_missing_weights_message(f"no file {str(path)!r}"))
         return path
 
+    @staticmethod
+    def expected_shapes() -> dict[str, tuple[int, ...]]:
+        """The key → shape of every tensor in an LPIPS weights file."""
+        shapes: dict[str, tuple[int, ...]] = {}
+        for item in _VGG16:
+            if item != "M":
+                name, c_in, c_out = item
+                shapes[f"backbone.convs.{name}.weight"] = (c_out, c_in, 3, 3)
+                shapes[f"backbone.convs.{name}.bias"] = (c_out,)
+        for j, c in enumerate(CHANNELS):
+            shapes[f"heads.{j}"] = (1, c, 1, 1)
+        return shapes
+
     def load_weights(self, path: str | os.PathLike) -> None:
         """Load a safetensors file written by :func:`convert_lpips_weights` (strict)."""
         from safetensors.torch import load_file
 
         state = load_file(str(path))
-        expected = self.state_dict()
+        expected = self.expected_shapes()
         missing = sorted(set(expected) - set(state))
         unexpected = sorted(set(state) - set(expected))
         if missing or unexpected:
@@ -205,12 +220,11 @@ class LPIPS(nn.Module):
                 f"{unexpected[:4]} (make it with python -m vqkit.losses.lpips)"
             )
         for key, value in state.items():
-            if value.shape != expected[key].shape:
+            if tuple(value.shape) != expected[key]:
                 raise ValueError(
-                    f"LPIPS: {path}: {key} has shape {tuple(value.shape)}, expected "
-                    f"{tuple(expected[key].shape)}"
+                    f"LPIPS: {path}: {key} has shape {tuple(value.shape)}, expected {expected[key]}"
                 )
-        self.load_state_dict(state)
+        self.load_state_dict(state, assign=True)
 
     def train(self, mode: bool = True) -> LPIPS:
         """LPIPS is a fixed metric: it stays in eval mode whatever ``mode`` says."""
@@ -308,12 +322,12 @@ def convert_lpips_weights(
             source = heads if heads is not None else vgg
             raise ValueError(f"{str(source)!r} has no {key!r}: is it the LPIPS v0.1 vgg.pth?")
         converted[f"heads.{j}"] = head_state[key]
-    reference = LPIPS(random_init=True).state_dict()
+    reference = LPIPS.expected_shapes()
     for key, value in converted.items():
-        if tuple(value.shape) != tuple(reference[key].shape):
+        if tuple(value.shape) != reference[key]:
             raise ValueError(
                 f"{key}: the source tensor has shape {tuple(value.shape)}, expected "
-                f"{tuple(reference[key].shape)}"
+                f"{reference[key]}"
             )
     out = Path(out).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
