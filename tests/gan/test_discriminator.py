@@ -83,6 +83,7 @@ def test_registered_and_built_by_name():
         ({"norm": "instance"}, ValueError, "norm must be one of"),
         ({"spectral_norm": "yes"}, TypeError, "spectral_norm must be True or False"),
         ({"norm_groups": 0}, ValueError, "norm_groups must be a positive integer"),
+        ({"norm": "group", "ndf": 24, "norm_groups": 32}, ValueError, "must divide"),
     ],
 )
 def test_bad_arguments(kwargs, error, match):

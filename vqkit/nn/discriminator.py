@@ -104,6 +104,12 @@ class PatchGANDiscriminator(nn.Module):
             return nn.utils.parametrizations.spectral_norm(layer) if spectral_norm else layer
 
         widths = [ndf * min(2**i, 8) for i in range(n_layers + 1)]  # ndf, 2ndf, 4ndf, 8ndf, ...
+        bad = [w for w in widths[1:] if w % min(norm_groups, w)]
+        if norm == "group" and bad:
+            raise ValueError(
+                f"{owner}: norm_groups={norm_groups} must divide the normalised widths "
+                f"{widths[1:]}, but not {bad}"
+            )
         layers: list[nn.Module] = [conv(in_channels, ndf, 2, True), nn.LeakyReLU(0.2)]
         for i in range(1, n_layers + 1):
             stride = 2 if i < n_layers else 1

@@ -239,9 +239,9 @@ class TamingEncoder(nn.Module):
         in_channels: int = 3,
         out_channels: int = 256,
         ch: int = 128,
-        ch_mult: list[int] = (1, 1, 2, 2, 4),  # type: ignore[assignment]
+        ch_mult: Sequence[int] = (1, 1, 2, 2, 4),
         num_res_blocks: int = 2,
-        attention_factors: list[int] = (16,),  # type: ignore[assignment]
+        attention_factors: Sequence[int] = (16,),
         dropout: float = 0.0,
         norm_groups: int = 32,
         mid_attention: bool = True,
@@ -330,9 +330,9 @@ class TamingDecoder(nn.Module):
         in_channels: int = 256,
         out_channels: int = 3,
         ch: int = 128,
-        ch_mult: list[int] = (1, 1, 2, 2, 4),  # type: ignore[assignment]
+        ch_mult: Sequence[int] = (1, 1, 2, 2, 4),
         num_res_blocks: int = 2,
-        attention_factors: list[int] = (16,),  # type: ignore[assignment]
+        attention_factors: Sequence[int] = (16,),
         dropout: float = 0.0,
         norm_groups: int = 32,
         mid_attention: bool = True,
