@@ -140,6 +140,10 @@ def test_adaptive_weight_bad_input(call, error, match):
         (lambda x: generator_loss(x.to("meta")), ValueError, "meta"),
         (lambda x: r1_penalty(x, x), ValueError, "requires_grad=True"),
         (lambda x: r1_penalty(x.tolist(), x), TypeError, "must be a tensor"),
+        (lambda x: r1_penalty(x[:0], x.requires_grad_()), ValueError, "logits_real is empty"),
+        (lambda x: r1_penalty(x.int(), x.requires_grad_()), TypeError, "floating point"),
+        (lambda x: r1_penalty(x.to("meta"), x), ValueError, "meta"),
+        (lambda x: r1_penalty(x, x.tolist()), ValueError, "requires_grad=True"),
     ],
 )
 def test_loss_bad_input(call, error, match):

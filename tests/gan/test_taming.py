@@ -128,9 +128,19 @@ def test_encoder_bad_input(x, error, match):
         enc(x)
 
 
-def test_decoder_bad_input():
+@pytest.mark.parametrize(
+    ("z", "error", "match"),
+    [
+        (None, TypeError, "expected a tensor"),
+        (torch.randn(1, 3, 2, 2), ValueError, r"\(B, 4, H, W\)"),
+        (torch.randn(4, 2, 2), ValueError, r"\(B, 4, H, W\)"),
+        (torch.randn(1, 4, 2, 2, 1), ValueError, r"\(B, 4, H, W\)"),
+        (torch.zeros(1, 4, 2, 2, dtype=torch.int32), TypeError, "floating-point"),
+        (torch.zeros(1, 4, 2, 2, dtype=torch.bool), TypeError, "floating-point"),
+        (torch.randn(1, 4, 2, 2, device="meta"), ValueError, "meta"),
+    ],
+)
+def test_decoder_bad_input(z, error, match):
     dec = TamingDecoder(4, 1, attention_factors=[], **SMALL)
-    with pytest.raises(ValueError, match=r"\(B, 4, H, W\)"):
-        dec(torch.randn(1, 3, 2, 2))
-    with pytest.raises(TypeError, match="floating-point"):
-        dec(torch.zeros(1, 4, 2, 2, dtype=torch.int32))
+    with pytest.raises(error, match=match):
+        dec(z)

@@ -356,6 +356,12 @@ def test_bad_gan_step_arguments():
         step(torch.zeros(0, 1, 12, 16))
     with pytest.raises(ValueError, match="divisible by 2"):
         step(torch.zeros(2, 1, 13, 16))
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        step(torch.zeros(1, 12, 16))
+    with pytest.raises(ValueError, match="meta"):
+        step(torch.zeros(2, 1, 12, 16, device="meta"))
+    with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
+        step(torch.zeros(2, 3, 12, 16))
     with pytest.raises(ValueError, match="expected keys"):
         step.load_state_dict({"discriminator": {}})
     with pytest.raises(ValueError, match="expected keys"):
