@@ -14,7 +14,7 @@ Usage::
     step = GANStep(model, perceptual=LPIPS(weights="lpips_vgg16.safetensors"), lr=1e-4)
     for x in batches:
         logs = step(x)          # rec, perceptual, quantizer, g_loss, lambda, d_loss, logits_*
-    torch.save(step.state_dict(), "gan_state.pt")   # discriminator, both optimizers, the step
+    state = step.state_dict()   # discriminator, both optimizers, the step: for a checkpoint
 
 The model's own weights are not in :meth:`GANStep.state_dict` (a trainer checkpoints the model).
 """
