@@ -34,7 +34,8 @@ from vqkit.data import (
     subset,
     train_val_split,
 )
-from vqkit.models import VQVAE, VQVAEOutput, VQVAEPriorOutput, create_model, list_models
+from vqkit.losses import LPIPS
+from vqkit.models import VQGAN, VQVAE, VQVAEOutput, VQVAEPriorOutput, create_model, list_models
 from vqkit.nn import (
     ConvDecoder,
     ConvEncoder,
@@ -42,9 +43,12 @@ from vqkit.nn import (
     ConvVectorEncoder,
     MLPDecoder,
     MLPEncoder,
+    PatchGANDiscriminator,
     ResidualStack,
     ResNetDecoder,
     ResNetEncoder,
+    TamingDecoder,
+    TamingEncoder,
 )
 from vqkit.quantize import FSQ, QuantizerOutput, ResidualVQ, VectorQuantizer
 from vqkit.train import (
@@ -58,6 +62,7 @@ from vqkit.train import (
     psnr,
     ssim,
 )
+from vqkit.train.gan import GANStep
 from vqkit.train.metrics import bits_per_latent
 from vqkit.vae import (
     VAE,
@@ -75,9 +80,11 @@ __version__ = "0.2.0.dev0"
 __all__ = [
     "FSQ",
     "KINDS",
+    "LPIPS",
     "MADE",
     "VAE",
     "VLAE",
+    "VQGAN",
     "VQVAE",
     "ArrayDataset",
     "BetaVAE",
@@ -87,6 +94,7 @@ __all__ = [
     "ConvEncoder",
     "ConvVectorDecoder",
     "ConvVectorEncoder",
+    "GANStep",
     "GatedPixelCNN",
     "HubConnectionError",
     "HubError",
@@ -100,12 +108,15 @@ __all__ = [
     "MaskedConv2d",
     "MaskedLinear",
     "ModelNotFoundError",
+    "PatchGANDiscriminator",
     "PixelCNN",
     "QuantizerOutput",
     "ResNetDecoder",
     "ResNetEncoder",
     "ResidualStack",
     "ResidualVQ",
+    "TamingDecoder",
+    "TamingEncoder",
     "TrainConfig",
     "Trainer",
     "TransformerPrior",

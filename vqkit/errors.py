@@ -1,6 +1,6 @@
 """The errors vqkit raises while saving, finding or loading a model.
 
-Each is a subclass of :class:`HubError` and of the built-in exception a caller would expect
+Each is a subclass of ``HubError`` and of the built-in exception a caller would expect
 (``FileNotFoundError``, ``ConnectionError``, ``ValueError``), so ``except HubError`` catches them
 all and older ``except FileNotFoundError`` code keeps working. Their messages are one line saying
 what is wrong and what to do; a command-line tool prints them as they are.

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 import vqkit
-from vqkit.models.presets import PRESETS
+from vqkit.models.presets import GAN_PRESETS, PRESETS
 
 Input = Callable[[], Any]
 
@@ -168,6 +168,21 @@ ENCODER_CASES: dict[str, Case] = {
     ),
 }
 
+_TAMING_TINY = {
+    "ch": 8,
+    "ch_mult": [1, 2],
+    "num_res_blocks": 1,
+    "attention_factors": [2],
+    "norm_groups": 4,
+}
+ENCODER_CASES["taming"] = Case(
+    build=lambda: vqkit.build(
+        "encoder", {"type": "taming", "in_channels": 3, "out_channels": 4, **_TAMING_TINY}
+    ),
+    inputs=_randn(2, 3, 8, 4),
+    bad={**_IMAGE_BAD, "not divisible": _randn(2, 3, 7, 4)},
+)
+
 DECODER_CASES: dict[str, Case] = {
     "resnet": Case(
         build=lambda: vqkit.build(
@@ -244,6 +259,19 @@ DECODER_CASES: dict[str, Case] = {
 }
 
 # ---------------------------------------------------------------------------------------- priors
+DECODER_CASES["taming"] = Case(
+    build=lambda: vqkit.build(
+        "decoder", {"type": "taming", "in_channels": 4, "out_channels": 3, **_TAMING_TINY}
+    ),
+    inputs=_randn(2, 4, 4, 2),
+    bad={
+        "wrong channels": _randn(2, 5, 4, 2),
+        "no batch dim": _randn(4, 4, 2),
+        "not a tensor": _not_a_tensor,
+        "meta device": META,
+    },
+)
+
 PRIOR_CASES: dict[str, Case] = {
     "gated_pixelcnn": Case(
         build=lambda: vqkit.build(
@@ -357,6 +385,34 @@ LOSS_CASES: dict[str, Case] = {
     ),
 }
 
+
+def _image_pair(*shape: int) -> Input:
+    def make() -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(0)
+        return torch.rand(*shape, generator=g) * 2 - 1, torch.rand(*shape, generator=g) * 2 - 1
+
+    return make
+
+
+LOSS_CASES["lpips"] = Case(
+    build=lambda: vqkit.LPIPS(random_init=True),
+    inputs=_image_pair(2, 3, 16, 16),
+    bad={
+        "mismatched": lambda: (torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 12)),
+        "two channels": lambda: (torch.rand(2, 2, 16, 16), torch.rand(2, 2, 16, 16)),
+        "too small": lambda: (torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)),
+        "integer": lambda: (
+            torch.ones(2, 3, 16, 16, dtype=torch.long),
+            torch.ones(2, 3, 16, 16, dtype=torch.long),
+        ),
+        "not tensors": lambda: ([1.0], [1.0]),
+        "meta device": lambda: (
+            torch.rand(2, 3, 16, 16, device="meta"),
+            torch.rand(2, 3, 16, 16, device="meta"),
+        ),
+    },
+)
+
 # ---------------------------------------------------------------------------------------- models
 TINY_VQVAE = {
     "encoder": {
@@ -415,6 +471,31 @@ def _vae_bad(shape: tuple[int, ...], wrong: tuple[int, ...]) -> dict[str, Input 
     }
 
 
+def _vqgan_preset(name: str) -> Case:
+    config = GAN_PRESETS[name].config
+    channels = config["encoder"]["in_channels"]
+    size = max(8, 2 ** (len(config["encoder"]["ch_mult"]) - 1))
+    net = {"ch": 8, "num_res_blocks": 1, "norm_groups": 4, "z_channels": 8}
+    shrink: dict[str, Any] = {
+        "encoder": net,
+        "decoder": net,
+        "quantizer": {"dim": 4, "codebook_size": 8},
+        "discriminator": {"ndf": 4, "n_layers": 1},
+        "image_size": [size, size],
+    }
+    if "prior" in config:
+        shrink["prior"] = SHRINK["prior"]
+    return Case(
+        build=lambda: vqkit.create_model(name, **shrink),
+        inputs=_randn(2, channels, size, size),
+        bad={
+            "wrong channels": _randn(2, channels + 1, size, size),
+            "not divisible": _randn(2, channels, size - 1, size),
+        },
+        sample=(lambda m, g: m.generate(2, generator=g)) if "prior" in config else None,
+    )
+
+
 MODEL_CASES: dict[str, Case] = {
     "vqvae": Case(
         build=lambda: vqkit.VQVAE(**TINY_VQVAE),
@@ -467,10 +548,33 @@ MODEL_CASES: dict[str, Case] = {
         sample=lambda m, g: m.sample(3, generator=g),
     ),
     **{name: _vqvae_preset(name) for name in PRESETS},
+    "vqgan": Case(
+        build=lambda: vqkit.VQGAN(
+            encoder={"type": "taming", "in_channels": 1, **_TAMING_TINY},
+            quantizer={"type": "vq", "dim": 4, "codebook_size": 8, "ema": False},
+            decoder={"type": "taming"},
+            prior=TINY_VQVAE["prior"],
+            image_size=[8, 4],
+            discriminator={"type": "patchgan", "ndf": 4, "n_layers": 1},
+            perceptual_weight=0.0,
+        ),
+        inputs=_randn(2, 1, 8, 4),
+        bad={"not divisible": _randn(2, 1, 7, 4), "wrong channels": _randn(2, 2, 8, 4)},
+        sample=lambda m, g: m.generate(2, generator=g),
+    ),
+    **{name: _vqgan_preset(name) for name in GAN_PRESETS},
 }
 
 # ------------------------------------------------------------------------------- discriminators
-DISCRIMINATOR_CASES: dict[str, Case] = {}
+DISCRIMINATOR_CASES: dict[str, Case] = {
+    "patchgan": Case(
+        build=lambda: vqkit.build(
+            "discriminator", {"type": "patchgan", "in_channels": 3, "ndf": 4, "n_layers": 1}
+        ),
+        inputs=_randn(2, 3, 12, 8),
+        bad={**_IMAGE_BAD, "too small": _randn(2, 3, 2, 2)},
+    ),
+}
 
 CASES: dict[str, dict[str, Case]] = {
     "quantizer": QUANTIZER_CASES,

@@ -84,6 +84,8 @@ def _score(kind: str, case: Case, module: nn.Module, x: Any) -> torch.Tensor:
     out = _call(kind, module, x)
     if kind == "quantizer":
         return torch.cat([out.quantized.flatten(), out.indices.flatten().float()])
+    if kind == "loss" and isinstance(out, torch.Tensor):  # a per-example distance (LPIPS)
+        return out
     if kind in ("loss", "model"):
         return out.loss
     return out
@@ -151,6 +153,10 @@ def _check_forward(kind: str, module: nn.Module, x: Any) -> torch.Tensor:
         return out.loss
     if kind == "loss":
         out = module(*x)
+        if isinstance(out, torch.Tensor):  # a per-example distance such as LPIPS: (B,)
+            assert out.shape == (x[0].shape[0],)
+            assert torch.isfinite(out).all()
+            return out.mean()
         assert out.loss.dim() == 0
         assert torch.isfinite(out.loss)
         return out.loss

@@ -3,7 +3,8 @@
 - ``vqvae.py``: the discrete family (encoder → quantizer → decoder, optional prior over codes).
 - ``vae_base.py``, ``vae.py``, ``beta_vae.py``, ``vlae.py``: the continuous family (VAE,
   ImageVAE, BetaVAE, VLAE), assembled from encoder / decoder / prior specs the same way.
-- ``presets.py``: named VQ-VAE configurations.
+- ``vqgan.py``: VQ-GAN, a VQ-VAE trained with a discriminator and a perceptual loss.
+- ``presets.py``: named VQ-VAE and VQ-GAN configurations.
 - ``_assembly.py``: the spec-wiring rules shared by every family.
 """
 
@@ -12,12 +13,14 @@ from vqkit.models.presets import PRESETS, Preset, create_model, list_models, pre
 from vqkit.models.vae import VAE, ImageVAE
 from vqkit.models.vae_base import VAEBase, VAEOutput
 from vqkit.models.vlae import VLAE
+from vqkit.models.vqgan import VQGAN
 from vqkit.models.vqvae import VQVAE, VQVAEOutput, VQVAEPriorOutput
 
 __all__ = [
     "PRESETS",
     "VAE",
     "VLAE",
+    "VQGAN",
     "VQVAE",
     "BetaVAE",
     "ImageVAE",

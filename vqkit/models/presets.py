@@ -215,3 +215,127 @@ def create_model(name: str, **overrides: Any) -> Any:
 def list_models(pattern: str = "*") -> list[str]:
     """Sorted names of registered models and presets matching a shell wildcard ``pattern``."""
     return list_registered("model", pattern)
+
+
+# ----------------------------------------------------------------------------- VQ-GAN presets
+# Kept out of PRESETS (which holds VQVAE configs); registered under kind "model" the same way.
+# Sources: taming-transformers configs/vqgan_imagenet_f16_1024.yaml (Esser et al. 2021,
+# arXiv:2012.09841): embed_dim 256, n_embed 1024, z_channels 256, ch 128, ch_mult [1,1,2,2,4],
+# num_res_blocks 2, attn_resolutions [16] at resolution 256, dropout 0; disc_start 250001,
+# disc_weight 0.8, codebook_weight 1.0, NLayerDiscriminator (3 layers, ndf 64, BatchNorm),
+# LPIPS weight 1.0, hinge loss, β = 0.25 (VQModel's default; applied to the commitment term
+# here, see vqkit.models.vqgan).
+
+
+def _taming(channels: int, ch: int, ch_mult: list[int], blocks: int, attention: list[int],
+            groups: int, z_channels: int | None = None) -> tuple[dict, dict]:  # fmt: skip
+    common = {
+        "type": "taming",
+        "ch": ch,
+        "ch_mult": ch_mult,
+        "num_res_blocks": blocks,
+        "attention_factors": attention,
+        "norm_groups": groups,
+    }
+    if z_channels is not None:
+        common["z_channels"] = z_channels
+    return {**common, "in_channels": channels}, {**common, "out_channels": channels}
+
+
+def _gan_preset(name: str, description: str, source: str, **config: Any) -> Preset:
+    encoder, decoder = config.pop("encoder_decoder")
+    return Preset(name, description, source, {"encoder": encoder, "decoder": decoder, **config})
+
+
+GAN_PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in [
+        _gan_preset(
+            "vqgan-imagenet-f16-1024",
+            "taming's ImageNet VQ-GAN: 256×256 RGB, f=16 (16×16 codes), K=1024, D=256",
+            "CompVis/taming-transformers configs/vqgan_imagenet_f16_1024.yaml (Esser et al. "
+            "2021, arXiv:2012.09841); no pretrained weights",
+            encoder_decoder=_taming(3, 128, [1, 1, 2, 2, 4], 2, [16], 32, z_channels=256),
+            quantizer=_vq(256, 1024, ema=False),
+            image_size=[256, 256],
+            reconstruction_loss="l1",
+            discriminator={"type": "patchgan", "ndf": 64, "n_layers": 3, "norm": "batch"},
+            perceptual_weight=1.0,
+            disc_weight=0.8,
+            gan_loss="hinge",
+            disc_start=250001,
+        ),
+        _gan_preset(
+            "vqgan-digits",
+            "tiny: 8×8 grayscale digits, 4×4 latents, K=32, D=16 (the vqvae-digits grid); "
+            "trains on a CPU in minutes; no perceptual loss (LPIPS needs ≥ 16×16)",
+            "vqkit's own small configuration; architecture and losses after Esser et al. 2021 "
+            "(arXiv:2012.09841) at a reduced width",
+            encoder_decoder=_taming(1, 16, [1, 2], 1, [], 8),
+            quantizer=_vq(16, 32, ema=False),
+            prior=_prior(32, 4),
+            image_size=[8, 8],
+            reconstruction_loss="l1",
+            discriminator={
+                "type": "patchgan",
+                "ndf": 16,
+                "n_layers": 1,
+                "norm": "group",
+                "norm_groups": 8,
+            },
+            perceptual_weight=0.0,
+            disc_weight=0.8,
+            gan_loss="hinge",
+            disc_start=1000,
+        ),
+        _gan_preset(
+            "vqgan-fashion-mnist",
+            "Fashion-MNIST 28×28 grayscale, 7×7 latents, K=512, D=32 (the grid and codebook of "
+            "the docs' 7×7 VQ-VAE run); set perceptual_weight with LPIPS weights",
+            "vqkit's own small configuration; architecture and losses after Esser et al. 2021 "
+            "(arXiv:2012.09841) at a reduced width",
+            encoder_decoder=_taming(1, 32, [1, 2, 2], 1, [4], 8),
+            quantizer=_vq(32, 512, ema=False),
+            prior=_prior(64, 8),
+            image_size=[28, 28],
+            reconstruction_loss="l1",
+            discriminator={
+                "type": "patchgan",
+                "ndf": 32,
+                "n_layers": 2,
+                "norm": "group",
+                "norm_groups": 8,
+            },
+            perceptual_weight=0.0,
+            disc_weight=0.8,
+            gan_loss="hinge",
+            disc_start=2000,
+        ),
+    ]
+}
+
+
+def gan_preset_config(name: str, **overrides: Any) -> dict[str, Any]:
+    """The VQGAN constructor arguments of VQ-GAN preset ``name``, with ``overrides`` merged.
+
+    Raises:
+        KeyError: ``name`` is not a VQ-GAN preset (the message lists them).
+    """
+    if name not in GAN_PRESETS:
+        raise KeyError(f"unknown VQ-GAN preset {name!r}; presets: {', '.join(sorted(GAN_PRESETS))}")
+    return _merge(GAN_PRESETS[name].config, overrides)
+
+
+def _gan_factory(preset: Preset) -> Callable[..., Any]:
+    def create(**overrides: Any) -> Any:
+        from vqkit.models.vqgan import VQGAN
+
+        return VQGAN(**gan_preset_config(preset.name, **overrides))
+
+    create.__name__ = create.__qualname__ = preset.name.replace("-", "_")
+    create.__doc__ = f"{preset.description}.\n\nSource: {preset.source}."
+    return create
+
+
+for _gan_entry in GAN_PRESETS.values():
+    register("model", _gan_entry.name)(_gan_factory(_gan_entry))

@@ -1,0 +1,160 @@
+"""One VQ-GAN training step: a generator update then a discriminator update, two optimizers.
+
+The schedule of *Taming Transformers for High-Resolution Image Synthesis* (Esser et al. 2021,
+arXiv:2012.09841; CompVis/taming-transformers ``VQModel.training_step`` and
+``VQLPIPSWithDiscriminator``): at every step the generator (encoder, quantizer, decoder)
+minimises ``vqkit.models.VQGAN.generator_loss``; from step ``disc_start`` on, the
+discriminator then minimises ``discriminator_loss`` on the real batch and
+the (detached) reconstructions of the same step. Both optimizers are Adam with taming's
+β = (0.5, 0.9). Taming's learning rate is ``4.5e-6 × batch size × GPUs`` (its
+``base_learning_rate`` scaled in ``main.py``); here ``lr`` is the rate itself.
+
+Usage::
+
+    step = GANStep(model, perceptual=LPIPS(weights="lpips_vgg16.safetensors"), lr=1e-4)
+    for x in batches:
+        logs = step(x)          # rec, perceptual, quantizer, g_loss, lambda, d_loss, logits_*
+    state = step.state_dict()   # discriminator, both optimizers, the step: for a checkpoint
+
+The model's own weights are not in ``GANStep.state_dict`` (a trainer checkpoints the model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from vqkit._checks import check_int, check_number, check_real_device
+from vqkit.models.vqgan import VQGAN
+
+__all__ = ["GANStep"]
+
+
+def _betas(owner: str, betas: Any) -> tuple[float, float]:
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"{owner}: betas must be a pair (beta1, beta2), got {betas!r}")
+    return tuple(  # type: ignore[return-value]
+        check_number(owner, "betas", b, low=0.0, high=1.0, high_open=True) for b in betas
+    )
+
+
+class GANStep:
+    """Generator step then discriminator step for a ``VQGAN``.
+
+    Args:
+        model: the VQ-GAN (its prior, if any, is not trained here: stage 2 comes later).
+        discriminator: a discriminator module; None builds one with
+            ``model.build_discriminator()`` on the model's device.
+        perceptual: the perceptual distance (e.g. ``vqkit.losses.LPIPS``); required when
+            ``model.perceptual_weight > 0``.
+        lr: generator learning rate.
+        disc_lr: discriminator learning rate (default: ``lr``).
+        betas: Adam betas of both optimizers (taming: (0.5, 0.9)).
+        step: the global step to start from (0 for a new run).
+
+    Calling the object with a batch ``x`` (B, C, H, W) runs one step and returns a dict of
+    detached scalars: ``rec``, ``perceptual``, ``quantizer``, ``nll``, ``g_loss``, ``lambda``,
+    ``total`` (generator side), ``d_loss``, ``logits_real``, ``logits_fake``, ``r1``
+    (discriminator side; 0 before ``disc_start``) and ``disc_active`` (1.0 or 0.0).
+    """
+
+    def __init__(
+        self,
+        model: VQGAN,
+        discriminator: nn.Module | None = None,
+        perceptual: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        lr: float = 1e-4,
+        disc_lr: float | None = None,
+        betas: tuple[float, float] = (0.5, 0.9),
+        step: int = 0,
+    ) -> None:
+        owner = type(self).__name__
+        if not isinstance(model, VQGAN):
+            raise TypeError(f"{owner}: model must be a vqkit VQGAN, got {type(model).__name__}")
+        if discriminator is not None and not isinstance(discriminator, nn.Module):
+            raise TypeError(
+                f"{owner}: discriminator must be an nn.Module or None, got "
+                f"{type(discriminator).__name__}"
+            )
+        if model.perceptual_weight > 0 and perceptual is None:
+            raise ValueError(
+                f"{owner}: the model has perceptual_weight={model.perceptual_weight} but no "
+                "perceptual network was given: pass perceptual=vqkit.losses.LPIPS(weights=...) "
+                "(docs/vqgan.md says which weights) or build the model with perceptual_weight=0"
+            )
+        lr = check_number(owner, "lr", lr, low=0.0, low_open=True)
+        disc_lr = lr if disc_lr is None else check_number(
+            owner, "disc_lr", disc_lr, low=0.0, low_open=True
+        )  # fmt: skip
+        betas = _betas(owner, betas)
+        self.step = check_int(owner, "step", step, low=0)
+        self.model, self.perceptual = model, perceptual
+        device = next(model.parameters()).device
+        self.discriminator = (
+            model.build_discriminator(device=device) if discriminator is None else discriminator
+        )
+        prior = {id(p) for p in model.prior.parameters()} if model.prior is not None else set()
+        generator_params = [p for p in model.parameters() if id(p) not in prior]
+        self.opt_g = torch.optim.Adam(generator_params, lr=lr, betas=betas)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=disc_lr, betas=betas)
+
+    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        owner = type(self).__name__
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{owner}: expected an image batch tensor, got {type(x).__name__}")
+        check_real_device(owner, x)
+        if x.dim() != 4 or not x.dtype.is_floating_point:
+            raise ValueError(
+                f"{owner}: expected floating-point images (B, C, H, W), got {tuple(x.shape)} "
+                f"{x.dtype}"
+            )
+        if x.shape[0] == 0:
+            raise ValueError(f"{owner}: got an empty batch {tuple(x.shape)}")
+        model, disc, step = self.model, self.discriminator, self.step
+        model.train()
+        disc.train()
+
+        # Generator: the discriminator's parameters take no gradient from this backward.
+        disc.requires_grad_(False)
+        try:
+            loss, logs, out = model.generator_loss(x, disc, step, self.perceptual)
+            self.opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt_g.step()
+        finally:
+            disc.requires_grad_(True)
+
+        # Discriminator: only from disc_start on (before it, it is not even run).
+        d_loss, d_logs = model.discriminator_loss(x, out.reconstruction, disc, step)
+        active = model.adversarial_active(step)
+        if active and d_loss.requires_grad:
+            self.opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.opt_d.step()
+        self.step += 1
+        logs.update(d_logs)
+        logs["disc_active"] = torch.tensor(float(active))
+        return logs
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything this object owns: the discriminator, both optimizers and the step."""
+        return {
+            "discriminator": self.discriminator.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "step": self.step,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore ``state_dict`` output (the model's weights are restored separately)."""
+        keys = {"discriminator", "opt_g", "opt_d", "step"}
+        if not isinstance(state, Mapping) or set(state) != keys:
+            got = sorted(state) if isinstance(state, Mapping) else type(state).__name__
+            raise ValueError(f"GANStep.load_state_dict: expected keys {sorted(keys)}, got {got}")
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.step = check_int("GANStep.load_state_dict", "step", state["step"], low=0)
