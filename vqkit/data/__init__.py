@@ -1,6 +1,9 @@
-"""Datasets for vqkit: image folders, MNIST-style IDX files, numpy arrays, bundled digits, toy 2-D.
+"""Datasets for vqkit: image folders, MNIST-style IDX files, numpy arrays, bundled digits, toy 2-D,
+Hugging Face ``datasets``.
 
-Every loader returns an :class:`ArrayDataset` (images ``(N, C, H, W)`` in ``[0, 1]``).
+Every loader returns an :class:`ArrayDataset` (images ``(N, C, H, W)`` in ``[0, 1]``), or with
+``lazy=True`` a dataset read on access (:class:`ImageFolderDataset`, :class:`MemmapArrayDataset`)
+whose items are the same ``(C, H, W)`` tensors.
 """
 
 from vqkit.data.arrays import load_array
@@ -13,7 +16,9 @@ from vqkit.data.idx import (
     load_idx_images,
     load_mnist,
     read_idx,
+    read_idx_header,
 )
+from vqkit.data.lazy import ImageFolderDataset, MemmapArrayDataset
 from vqkit.data.sources import NAMED_DATASETS, load_dataset
 from vqkit.data.toy import (
     TOY_DATASETS,
@@ -29,7 +34,9 @@ __all__ = [
     "NAMED_DATASETS",
     "TOY_DATASETS",
     "ArrayDataset",
+    "ImageFolderDataset",
     "LoadReport",
+    "MemmapArrayDataset",
     "correlated_gaussian",
     "gaussian_grid",
     "gaussian_ring",
@@ -42,6 +49,7 @@ __all__ = [
     "load_mnist",
     "load_toy",
     "read_idx",
+    "read_idx_header",
     "subset",
     "train_val_split",
 ]

@@ -151,7 +151,7 @@ class ImageFolderDataset(Dataset):
         array = self._decode(i)
         if array.dtype != np.float32:
             array = array.astype(np.float32) / np.float32(255)
-        return torch.from_numpy(np.ascontiguousarray(array))
+        return torch.from_numpy(np.array(array, order="C"))  # a writable, contiguous copy
 
     def _fill_cache(self) -> None:
         import numpy as np
@@ -172,7 +172,7 @@ class ImageFolderDataset(Dataset):
             )
         cache = torch.empty((len(self), c, h, w), dtype=torch.uint8)
         for i in range(len(self)):
-            cache[i] = torch.from_numpy(np.ascontiguousarray(self._decode(i)))
+            cache[i] = torch.from_numpy(np.array(self._decode(i)))  # a writable copy
         self.cache = cache
 
     def select(self, indices: torch.Tensor, name: str | None = None) -> ImageFolderDataset:
