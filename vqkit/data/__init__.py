@@ -10,6 +10,7 @@ from vqkit.data.arrays import load_array
 from vqkit.data.dataset import ArrayDataset, LoadReport, subset, train_val_split
 from vqkit.data.digits import load_digits
 from vqkit.data.folder import IMAGE_EXTENSIONS, load_image_folder
+from vqkit.data.hf import HFImageDataset, load_hf_dataset
 from vqkit.data.idx import (
     FASHION_MNIST_PATH,
     load_fashion_mnist,
@@ -34,6 +35,7 @@ __all__ = [
     "NAMED_DATASETS",
     "TOY_DATASETS",
     "ArrayDataset",
+    "HFImageDataset",
     "ImageFolderDataset",
     "LoadReport",
     "MemmapArrayDataset",
@@ -44,6 +46,7 @@ __all__ = [
     "load_dataset",
     "load_digits",
     "load_fashion_mnist",
+    "load_hf_dataset",
     "load_idx_images",
     "load_image_folder",
     "load_mnist",

@@ -227,8 +227,10 @@ def load_mnist(
         name: a short name for logs.
         lazy: memory-map uncompressed files (see :func:`load_idx_images`).
     """
-    if split not in _SPLIT_PREFIX:
+    if not isinstance(split, str) or split not in _SPLIT_PREFIX:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or a path, got {type(path).__name__}")
     path = Path(path)
     if path.is_file():
         return load_idx_images(path, name=name, lazy=lazy)
@@ -243,7 +245,9 @@ def load_mnist(
     return load_idx_images(images, labels, name=name, lazy=lazy)
 
 
-def load_fashion_mnist(path: str | Path | None = None, split: str = "train") -> ArrayDataset:
+def load_fashion_mnist(
+    path: str | Path | None = None, split: str = "train", *, lazy: bool = False
+) -> ArrayDataset | MemmapArrayDataset:
     """Fashion-MNIST (Xiao et al., arXiv:1708.07747): 28×28 grayscale, 60k train / 10k test.
 
     Args:
@@ -251,6 +255,7 @@ def load_fashion_mnist(path: str | Path | None = None, split: str = "train") -> 
             location ``/usr/share/datasets/fashion-mnist`` (``apt-get install
             dataset-fashion-mnist``).
         split: ``"train"`` or ``"test"``.
+        lazy: memory-map uncompressed files (see :func:`load_idx_images`).
     """
     path = path or os.environ.get("VQKIT_FASHION_MNIST", FASHION_MNIST_PATH)
     if not Path(path).exists():
@@ -258,4 +263,4 @@ def load_fashion_mnist(path: str | Path | None = None, split: str = "train") -> 
             f"Fashion-MNIST not found at {str(path)!r}; install it with "
             "`apt-get install dataset-fashion-mnist` or pass the folder holding the IDX files"
         )
-    return load_mnist(path, split, name="fashion-mnist")
+    return load_mnist(path, split, name="fashion-mnist", lazy=lazy)
