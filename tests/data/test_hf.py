@@ -48,7 +48,8 @@ def test_save_to_disk_folder_values_labels_and_splits(tmp_path):
     with pytest.raises(KeyError, match=r"no split 'val'; it has \['test', 'train'\]"):
         load_dataset(f"hf:{tmp_path / 'saved'}:val")
     tr, va = train_val_split(ds, 0.2, seed=0)
-    assert len(tr) == 8 and len(va) == 2
+    assert len(tr) == 8
+    assert len(va) == 2
     perm = torch.randperm(10, generator=torch.Generator().manual_seed(0))  # the split's draw
     assert torch.equal(_items(tr), _expected(train)[perm[2:].sort().values])
     assert torch.equal(va.labels, torch.tensor(labels)[perm[:2].sort().values])
@@ -58,7 +59,8 @@ def test_parquet_rgb_resize_and_workers(tmp_path):
     rgb = _arrays(8, shape=(9, 7, 3), seed=2)
     _hf(rgb).to_parquet(str(tmp_path / "x.parquet"))
     ds = load_hf_dataset(str(tmp_path / "x.parquet"), cache_dir=str(tmp_path / "cache"))
-    assert ds.mode == "RGB" and ds.labels is None
+    assert ds.mode == "RGB"
+    assert ds.labels is None
     assert torch.equal(_items(ds), _expected(rgb))
     small = load_hf_dataset(
         str(tmp_path / "x.parquet"), image_size=4, mode="L", cache_dir=str(tmp_path / "cache")
@@ -67,7 +69,7 @@ def test_parquet_rgb_resize_and_workers(tmp_path):
     batches = batch_indices(torch.arange(8).flip(0), 4)
     serial = list(iterate_batches(small, batches))
     parallel = list(iterate_batches(small, batches, num_workers=2))
-    assert all(torch.equal(a, b) for a, b in zip(serial, parallel))
+    assert all(torch.equal(a, b) for a, b in zip(serial, parallel, strict=True))
     assert torch.equal(serial[0][0], small[7])
 
 
@@ -78,7 +80,9 @@ def test_hf_source_errors(tmp_path, monkeypatch):
     odd.save_to_disk(str(tmp_path / "odd"))
     ds = load_hf_dataset(str(tmp_path / "odd"))
     assert torch.equal(ds[2], _expected(arrays)[2])
-    with pytest.raises(ValueError, match=r"odd row 3: image is 4x4, the dataset's first image is 6x5"):
+    with pytest.raises(
+        ValueError, match=r"odd row 3: image is 4x4, the dataset's first image is 6x5"
+    ):
         ds[3]
     with pytest.raises(KeyError, match="no column 'pixels'"):
         load_hf_dataset(str(tmp_path / "odd"), image_column="pixels")

@@ -104,7 +104,9 @@ def test_lazy_split_subset_and_pickle(tmp_path):
     _folder(tmp_path, n=20)
     eager = load_image_folder(tmp_path)
     lazy = load_image_folder(tmp_path, lazy=True, cache=True)
-    for a, b in zip(train_val_split(eager, 0.25, seed=3), train_val_split(lazy, 0.25, seed=3)):
+    for a, b in zip(
+        train_val_split(eager, 0.25, seed=3), train_val_split(lazy, 0.25, seed=3), strict=True
+    ):
         assert len(a) == len(b)
         assert torch.equal(a.data, _items(b))
         assert torch.equal(a.labels, b.labels)
@@ -166,7 +168,8 @@ def test_batch_indices_shard_like_a_distributed_sampler():
         together = torch.cat([shards[r][step] for r in range(3)])
         assert torch.equal(together, order[step * 6 : (step + 1) * 6])  # disjoint, complete
     resumed = batch_indices(order, 6, rank=1, world_size=3, start=2)
-    assert len(resumed) == 1 and torch.equal(resumed[0], shards[1][2])
+    assert len(resumed) == 1
+    assert torch.equal(resumed[0], shards[1][2])
     with pytest.raises(ValueError, match="not divisible by 4"):
         batch_indices(order, 6, world_size=4)
 
@@ -180,6 +183,6 @@ def test_workers_return_the_same_batches_in_the_same_order(tmp_path):
     parallel = list(iterate_batches(lazy, batches, num_workers=2))
     assert torch.equal(torch.random.get_rng_state(), rng_before)  # the global RNG is untouched
     assert len(serial) == len(parallel) == 4
-    for a, b, idx in zip(serial, parallel, batches):
+    for a, b, idx in zip(serial, parallel, batches, strict=True):
         assert torch.equal(a, b)
         assert torch.equal(a, torch.stack([lazy[int(i)] for i in idx]))
