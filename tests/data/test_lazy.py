@@ -83,6 +83,7 @@ def test_lazy_folder_reports_a_truncated_image_when_it_is_read(tmp_path):
 def test_lazy_index_errors(tmp_path):
     ds = load_image_folder(_folder(tmp_path, n=2), lazy=True)
     assert torch.equal(ds[-1], ds[1])
+    assert torch.equal(ds[np.int64(1)], ds[torch.tensor(1)])
     with pytest.raises(IndexError, match="index 2 is out of range for 2"):
         ds[2]
     with pytest.raises(TypeError, match="index must be an int"):

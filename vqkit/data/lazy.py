@@ -12,6 +12,7 @@ They pickle cheaply (file names, not pixels): a worker reopens memory maps itsel
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,11 +49,13 @@ def _gib(n: float) -> str:
 
 
 def _index(index: Any, n: int) -> int:
-    if isinstance(index, bool) or not isinstance(index, int):
-        if isinstance(index, torch.Tensor) and index.ndim == 0 and not index.is_floating_point():
-            index = int(index)
-        else:
-            raise TypeError(f"index must be an int, got {type(index).__name__}")
+    """``index`` as a position in ``[0, n)`` (negative ones count from the end)."""
+    try:
+        if isinstance(index, bool):
+            raise TypeError
+        index = operator.index(index)  # ints, numpy integers, 0-d integer tensors
+    except TypeError:
+        raise TypeError(f"index must be an int, got {type(index).__name__}") from None
     if not -n <= index < n:
         raise IndexError(f"index {index} is out of range for {n} samples")
     return index % n
@@ -176,7 +179,10 @@ class ImageFolderDataset(Dataset):
         self.cache = cache
 
     def select(self, indices: torch.Tensor, name: str | None = None) -> ImageFolderDataset:
-        """The samples at ``indices`` (a 1-D integer tensor), as a new dataset (cache shared)."""
+        """The samples at ``indices`` (a 1-D integer tensor), as a new dataset.
+
+        A cache is sliced along: the new dataset holds a copy of the selected rows.
+        """
         out = ImageFolderDataset.__new__(ImageFolderDataset)
         out.__dict__.update(self.__dict__)
         out.files = [self.files[int(i)] for i in indices]
