@@ -20,7 +20,7 @@ from vqkit.data import (
     subset,
     train_val_split,
 )
-from vqkit.data.loader import batch_indices, iterate_batches
+from vqkit.data.loader import batch_indices, iterate_batches, sequential_batches
 
 
 def _folder(root, n=12, size=(6, 5), rgb=False, seed=0):
@@ -187,3 +187,15 @@ def test_workers_return_the_same_batches_in_the_same_order(tmp_path):
     for a, b, idx in zip(serial, parallel, batches, strict=True):
         assert torch.equal(a, b)
         assert torch.equal(a, torch.stack([lazy[int(i)] for i in idx]))
+
+
+def test_sequential_batches_cover_every_sample_in_order(tmp_path):
+    _folder(tmp_path, n=10)
+    eager = load_image_folder(tmp_path)
+    lazy = load_image_folder(tmp_path, lazy=True)
+    for data, workers in ((eager, 0), (lazy, 0), (lazy, 2)):
+        batches = list(sequential_batches(data, 4, num_workers=workers))
+        assert [len(b) for b in batches] == [4, 4, 2]
+        assert torch.equal(torch.cat(batches), eager.data)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+        sequential_batches(lazy, 0)

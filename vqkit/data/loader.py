@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from vqkit.data.dataset import ArrayDataset
 
-__all__ = ["batch_indices", "fetch", "iterate_batches"]
+__all__ = ["batch_indices", "fetch", "iterate_batches", "sequential_batches"]
 
 
 def batch_indices(
@@ -85,3 +85,19 @@ def iterate_batches(
         generator=torch.Generator().manual_seed(0),  # keeps the global RNG untouched
     )
     return iter(loader)
+
+
+def sequential_batches(
+    dataset: Dataset, batch_size: int, *, num_workers: int = 0, pin_memory: bool = False
+) -> Iterator[Any]:
+    """Every sample of ``dataset`` in order, in batches of ``batch_size`` (the last may be short).
+
+    For evaluation and encoding passes over any dataset, in memory or lazy: the in-memory path
+    slices ``dataset.data``; lazy datasets are read by ``num_workers`` DataLoader workers.
+    """
+    from vqkit._checks import check_int, check_positive_int
+
+    check_positive_int("sequential_batches", "batch_size", batch_size)
+    check_int("sequential_batches", "num_workers", num_workers, low=0)
+    chunks = list(torch.split(torch.arange(len(dataset)), batch_size))
+    return iterate_batches(dataset, chunks, num_workers=num_workers, pin_memory=pin_memory)
