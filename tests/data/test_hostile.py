@@ -17,6 +17,7 @@ from PIL import Image
 from vqkit.data import (
     load_array,
     load_dataset,
+    load_fashion_mnist,
     load_idx_images,
     load_image_folder,
     load_mnist,
@@ -251,6 +252,10 @@ def test_mnist_layout_hostile_inputs(tmp_path):
     _idx(tmp_path / "train-labels-idx1-ubyte", 0x0E, (2,), struct.pack(">2d", 0.0, 1.0))
     with pytest.raises(TypeError, match="labels must be integers, got dtype float64"):
         load_mnist(tmp_path)
+    with pytest.raises(TypeError, match="path must be a str, a path or None, got int"):
+        load_fashion_mnist(3)
+    with pytest.raises(ValueError, match="split must be 'train' or 'test', got 'all'"):
+        load_fashion_mnist(tmp_path, "all")
 
 
 # ---- toy sets and load_dataset ---------------------------------------------------------------

@@ -257,6 +257,8 @@ def load_fashion_mnist(
         split: ``"train"`` or ``"test"``.
         lazy: memory-map uncompressed files (see :func:`load_idx_images`).
     """
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str, a path or None, got {type(path).__name__}")
     path = path or os.environ.get("VQKIT_FASHION_MNIST", FASHION_MNIST_PATH)
     if not Path(path).exists():
         raise FileNotFoundError(
