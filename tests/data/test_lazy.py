@@ -20,7 +20,7 @@ from vqkit.data import (
     subset,
     train_val_split,
 )
-from vqkit.data.loader import batch_indices, iterate_batches, sequential_batches
+from vqkit.data.loader import batch_indices, fetch, iterate_batches, sequential_batches
 
 
 def _folder(root, n=12, size=(6, 5), rgb=False, seed=0):
@@ -53,6 +53,9 @@ def test_lazy_folder_equals_in_memory_bit_for_bit(tmp_path, rgb, image_size):
     assert cached.cache.dtype == torch.uint8
     assert cached.cache.shape == (12, *eager.sample_shape)
     assert torch.equal(_items(cached), eager.data)
+    order = torch.randperm(12, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(fetch(cached, order), eager.data[order])  # one slice of the cache
+    assert torch.equal(fetch(lazy, order), eager.data[order])  # collated items
 
 
 def test_lazy_folder_sixteen_bit_and_palette(tmp_path):

@@ -161,7 +161,7 @@ def _raw_array(img, mode: str, size: tuple[int, int] | None, fit: str) -> np.nda
     elif mode == "L" and img.mode == "F":
         planes = [img]
     else:
-        planes = [img.convert(mode)]
+        planes = [img if img.mode == mode else img.convert(mode)]  # convert would copy
     if size is not None:
         h, w = size
         planes = [_fit(p, h, w, fit) for p in planes]

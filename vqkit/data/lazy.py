@@ -151,10 +151,12 @@ class ImageFolderDataset(Dataset):
         i = _index(index, len(self))
         if self.cache is not None:
             return self.cache[i].float() / 255
-        array = self._decode(i)
-        if array.dtype != np.float32:
-            array = array.astype(np.float32) / np.float32(255)
-        return torch.from_numpy(np.array(array, order="C"))  # a writable, contiguous copy
+        array = self._decode(i)  # (C, H, W), maybe a transposed view
+        if array.dtype == np.float32:
+            return torch.from_numpy(np.array(array, order="C"))  # a writable, contiguous copy
+        out = np.empty(array.shape, dtype=np.float32)
+        np.divide(array, np.float32(255), out=out, dtype=np.float32)
+        return torch.from_numpy(out)
 
     def _fill_cache(self) -> None:
         import numpy as np

@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from vqkit.data.dataset import ArrayDataset
+from vqkit.data.lazy import ImageFolderDataset
 
 __all__ = ["batch_indices", "fetch", "iterate_batches", "sequential_batches"]
 
@@ -51,10 +52,19 @@ def batch_indices(
     ]
 
 
+def _in_memory(dataset: Dataset) -> bool:
+    """Whether batches are one slice of a tensor already in memory (workers would only copy)."""
+    return isinstance(dataset, ArrayDataset) or (
+        isinstance(dataset, ImageFolderDataset) and dataset.cache is not None
+    )
+
+
 def fetch(dataset: Dataset, indices: torch.Tensor) -> Any:
     """One batch read in this process: a slice of an in-memory dataset, or collated items."""
     if isinstance(dataset, ArrayDataset):
         return dataset.data[indices]
+    if isinstance(dataset, ImageFolderDataset) and dataset.cache is not None:
+        return dataset.cache[indices].float() / 255  # the items' own conversion, batched
     return default_collate([dataset[int(i)] for i in indices])
 
 
@@ -67,15 +77,16 @@ def iterate_batches(
 ) -> Iterator[Any]:
     """The batches of ``dataset`` at ``batches`` (lists of indices), in that order.
 
-    In-memory datasets (:class:`~vqkit.data.ArrayDataset`) and ``num_workers=0`` are read in
-    this process; other datasets with ``num_workers > 0`` are decoded by that many DataLoader
-    worker processes (``pin_memory`` puts each batch in page-locked memory for a fast copy to
-    CUDA). The values are the same either way.
+    In-memory datasets (:class:`~vqkit.data.ArrayDataset`, an
+    :class:`~vqkit.data.ImageFolderDataset` with its uint8 cache) and ``num_workers=0`` are read
+    in this process, one slice per batch; other datasets with ``num_workers > 0`` are decoded by
+    that many DataLoader worker processes (``pin_memory`` puts each batch in page-locked memory
+    for a fast copy to CUDA). The values are the same either way.
     """
     batches = [b.tolist() if isinstance(b, torch.Tensor) else list(b) for b in batches]
     if not batches:
         return iter(())
-    if isinstance(dataset, ArrayDataset) or num_workers == 0:
+    if _in_memory(dataset) or num_workers == 0:
         return (fetch(dataset, torch.tensor(b, dtype=torch.long)) for b in batches)
     loader = DataLoader(
         dataset,
