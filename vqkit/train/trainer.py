@@ -13,7 +13,9 @@ uninterrupted run's weights exactly, and DistributedDataParallel when started by
 
 Determinism: the model's random draws use the global torch RNG, seeded with ``seed`` when training
 starts and saved in every checkpoint; the data order of epoch ``e`` is a permutation drawn from a
-private generator seeded with ``(seed, e)``.
+private generator seeded with ``(seed, e)``. Lazy datasets are decoded by ``num_workers``
+DataLoader workers that are handed that order batch by batch (see :mod:`vqkit.data.loader`), so
+neither the order nor the weights depend on the number of workers.
 """
 
 from __future__ import annotations
