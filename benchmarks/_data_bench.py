@@ -124,23 +124,37 @@ def train(folder: str, path: str, workers: int, steps: int, batch: int) -> dict:
         num_workers=workers,
         device="cpu",
     )
+    own, workers_cpu = _cpu_seconds()
     start = time.perf_counter()
     trainer.fit()
     fit_s = time.perf_counter() - start
     del trainer
+    own_after, workers_after = _cpu_seconds()
+    images = steps * batch
     return {
         "path": path,
         "workers": workers,
         "images": len(data),
         "load_s": round(load_s, 2),
         "fit_s": round(fit_s, 2),
-        "images_per_s": round(steps * batch / fit_s, 1),
+        "images_per_s": round(images / fit_s, 1),
+        # CPU time per image of the training process and of its workers: unlike images/s it
+        # barely depends on how busy the machine is.
+        "train_cpu_ms_per_image": round(1000 * (own_after - own) / images, 3),
+        "worker_cpu_ms_per_image": round(1000 * (workers_after - workers_cpu) / images, 3),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "worker_peak_rss_mib": round(
             resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1
         ),
         "load_average": round(os.getloadavg()[0], 2),
     }
+
+
+def _cpu_seconds() -> tuple[float, float]:
+    """User + system CPU seconds of this process and of its finished children."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
 
 
 def run_child(folder: Path, path: str, workers: int, steps: int, batch: int) -> dict:

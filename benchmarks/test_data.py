@@ -16,7 +16,8 @@ thread, CPU) so that its peak RSS is its own:
 
 ``extra_info`` of each benchmark holds ``images_per_s``, ``peak_rss_mib`` (the training
 process), ``worker_peak_rss_mib`` (the largest worker; workers share the parent's pages, so the
-sum overstates), ``load_s`` and the load average.
+sum overstates), ``train_cpu_ms_per_image`` and ``worker_cpu_ms_per_image`` (CPU time, which
+a busy machine distorts far less than images/s), ``load_s`` and the load average.
 """
 
 from __future__ import annotations
