@@ -252,3 +252,46 @@ def test_same_seed_same_weights_other_seed_other_weights(tiny_data):
 
     assert torch.equal(weights(1), weights(1))
     assert not torch.equal(weights(1), weights(2))
+
+
+def _png_split(root, n, seed):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(root / f"{i:03d}.png")
+    return root
+
+
+def test_resume_with_workers_reproduces_the_in_process_run(tmp_path):
+    from vqkit.data import load_image_folder
+
+    train_dir = _png_split(tmp_path / "data" / "train", 96, seed=0)
+    val_dir = _png_split(tmp_path / "data" / "val", 32, seed=1)
+    in_memory = (load_image_folder(train_dir), load_image_folder(val_dir))
+    lazy = (load_image_folder(train_dir, lazy=True), load_image_folder(val_dir, lazy=True))
+    reference, ref_result = _run(tmp_path / "a", in_memory)  # decoded up front, no workers
+    # Killed before a checkpoint (resumes at an epoch start) and one step before the end
+    # (resumes in the middle of the last epoch), with 2 workers each time.
+    for step in (10, 17):
+        with pytest.raises(Killed):
+            _run(tmp_path / "b", lazy, callbacks=[_kill_at(step)], num_workers=2)
+    resumed, result = _run(tmp_path / "b", lazy, num_workers=2)
+    assert result.resumed_from == 15
+    assert result.steps == ref_result.steps == 18
+    for key, value in reference.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+    # The in-memory run without workers and the lazy one with 2 agree: the data order does not
+    # depend on the number of workers.
+    assert _strip_time(result.history) == _strip_time(ref_result.history)
+
+
+def test_worker_options_are_checked(tiny_data):
+    for bad, error in ((-1, ValueError), (1.5, TypeError), (True, TypeError)):
+        with pytest.raises(error, match="num_workers must be"):
+            TrainConfig(num_workers=bad)
+    with pytest.raises(TypeError, match="pin_memory must be True or False"):
+        TrainConfig(pin_memory="yes")
+    assert TrainConfig(num_workers=2, pin_memory=False).to_dict()["num_workers"] == 2

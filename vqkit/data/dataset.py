@@ -23,16 +23,21 @@ class LoadReport:
     Attributes:
         source: where the data came from (a path or a name).
         kept: how many samples were kept.
-        skipped: ``{file: reason}`` for every file left out (inconsistent size, unreadable...).
+        skipped: ``{file: reason}`` for every file left out (inconsistent size, unreadable,
+            empty, dangling or looping symlink...).
+        ignored: how many files were not considered at all (their suffix is not an image's).
     """
 
     source: str
     kept: int = 0
     skipped: dict[str, str] = field(default_factory=dict)
+    ignored: int = 0
 
     def summary(self) -> str:
         """One line for a log, plus one line per skipped file (the first ten)."""
         lines = [f"{self.source}: kept {self.kept}, skipped {len(self.skipped)}"]
+        if self.ignored:
+            lines[0] += f", ignored {self.ignored} non-image file(s)"
         for path, reason in list(self.skipped.items())[:10]:
             lines.append(f"  skipped {path}: {reason}")
         if len(self.skipped) > 10:

@@ -9,15 +9,19 @@ Images in sub-folders get the sub-folder's index (sorted by name) as their label
 
 from __future__ import annotations
 
+import errno
+import os
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from vqkit.data.lazy import ImageFolderDataset
 
 from vqkit.data._convert import unit_scale
 from vqkit.data.dataset import ArrayDataset, LoadReport
@@ -26,6 +30,7 @@ __all__ = ["IMAGE_EXTENSIONS", "load_image_folder"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm")
 _GRAY_MODES = ("1", "L", "LA", "P", "I", "I;16", "I;16B", "I;16L", "F")
+_WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "F")  # more than 8 bits per pixel
 
 
 def _image_module():
@@ -36,14 +41,101 @@ def _image_module():
     return Image
 
 
-def _as_size(image_size: int | tuple[int, int] | None) -> tuple[int, int] | None:
+def _as_size(image_size: Any) -> tuple[int, int] | None:
     if image_size is None:
         return None
-    if isinstance(image_size, int):
+    if isinstance(image_size, int) and not isinstance(image_size, bool):
         image_size = (image_size, image_size)
-    if len(image_size) != 2 or any(not isinstance(s, int) or s <= 0 for s in image_size):
-        raise ValueError(f"image_size must be a positive int or (height, width), got {image_size}")
-    return tuple(image_size)
+    if (
+        not isinstance(image_size, (tuple, list))
+        or len(image_size) != 2
+        or any(isinstance(s, bool) or not isinstance(s, int) or s <= 0 for s in image_size)
+    ):
+        raise ValueError(
+            f"image_size must be a positive int or (height, width) of positive ints, "
+            f"got {image_size!r}"
+        )
+    return (image_size[0], image_size[1])
+
+
+def _check_options(mode, fit, on_mismatch, on_unreadable, extensions) -> tuple[str, ...]:
+    """Validate the folder options shared by the in-memory and the lazy path; the suffixes."""
+    if mode not in (None, "L", "RGB"):
+        raise ValueError(f"mode must be 'L', 'RGB' or None, got {mode!r}")
+    for name, value, choices in (
+        ("fit", fit, ("crop", "stretch")),
+        ("on_mismatch", on_mismatch, ("skip", "error")),
+        ("on_unreadable", on_unreadable, ("skip", "error")),
+    ):
+        if not isinstance(value, str) or value not in choices:
+            raise ValueError(f"{name} must be {' or '.join(map(repr, choices))}, got {value!r}")
+    if (
+        isinstance(extensions, str)
+        or not isinstance(extensions, (tuple, list))
+        or not extensions
+        or not all(isinstance(e, str) and e.startswith(".") for e in extensions)
+    ):
+        raise ValueError(
+            f"extensions must be a non-empty tuple of suffixes such as ('.png', '.jpg'), "
+            f"got {extensions!r}"
+        )
+    return tuple(e.lower() for e in extensions)
+
+
+def _list_files(root: Path, suffixes: tuple[str, ...], report: LoadReport) -> list[Path]:
+    """Image files under ``root`` in sorted order, following folder symlinks once.
+
+    Dangling and looping symlinks, folders reached twice (a symlink loop) and folders that
+    cannot be listed go into ``report.skipped``; files with other suffixes are counted in
+    ``report.ignored``.
+    """
+    files: list[Path] = []
+    visited = {os.path.realpath(root)}
+
+    def unlistable(exc: OSError) -> None:
+        report.skipped[str(exc.filename)] = f"cannot list folder ({exc.strerror})"
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=unlistable):
+        kept = []
+        for d in sorted(dirnames):
+            full = Path(dirpath) / d
+            real = os.path.realpath(full)
+            if real in visited:
+                report.skipped[str(full)] = (
+                    f"symlink loop: folder {real!r} is already read through another path"
+                )
+                continue
+            visited.add(real)
+            kept.append(d)
+        dirnames[:] = kept
+        for name in filenames:
+            full = Path(dirpath) / name
+            if full.is_symlink() and not full.exists():
+                try:
+                    os.stat(full)
+                    reason = "unreadable symlink"
+                except OSError as exc:
+                    if exc.errno == errno.ELOOP:
+                        reason = "symlink loop (the link points back to itself)"
+                    else:
+                        reason = f"dangling symlink to {os.readlink(full)!r} ({exc.strerror})"
+                report.skipped[str(full)] = reason
+                continue
+            if full.suffix.lower() in suffixes:
+                files.append(full)
+            else:
+                report.ignored += 1
+    return sorted(files)
+
+
+def _unreadable(file: Path, exc: Exception) -> str:
+    """Why a file could not be read, for messages and reports."""
+    try:
+        if file.stat().st_size == 0:
+            return "empty file (0 bytes)"
+    except OSError:
+        pass
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _is_gray(img) -> bool:
@@ -58,8 +150,8 @@ def _is_gray(img) -> bool:
     return img.mode in _GRAY_MODES
 
 
-def _to_array(img, mode: str, size: tuple[int, int] | None, fit: str) -> np.ndarray:
-    """One image as float32 ``(C, H, W)`` in ``[0, 1]``, resized when ``size`` is given."""
+def _raw_array(img, mode: str, size: tuple[int, int] | None, fit: str) -> np.ndarray:
+    """One image as ``(C, H, W)``: uint8 for 8-bit data, float32 in [0, 1] for 16-bit / float."""
     import numpy as np
 
     Image = _image_module()
@@ -69,16 +161,21 @@ def _to_array(img, mode: str, size: tuple[int, int] | None, fit: str) -> np.ndar
     elif mode == "L" and img.mode == "F":
         planes = [img]
     else:
-        planes = [img.convert(mode)]
+        planes = [img if img.mode == mode else img.convert(mode)]  # convert would copy
     if size is not None:
         h, w = size
         planes = [_fit(p, h, w, fit) for p in planes]
-    arrays = [
-        np.asarray(p, dtype=np.float32) if p.mode == "F" else unit_scale(np.asarray(p))
-        for p in planes
-    ]
-    array = arrays[0]
+    plane = planes[0]
+    array = np.asarray(plane, dtype=np.float32) if plane.mode == "F" else np.asarray(plane)
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+def _to_array(img, mode: str, size: tuple[int, int] | None, fit: str) -> np.ndarray:
+    """One image as float32 ``(C, H, W)`` in ``[0, 1]``, resized when ``size`` is given."""
+    import numpy as np
+
+    array = _raw_array(img, mode, size, fit)
+    return array if array.dtype == np.float32 else unit_scale(array)
 
 
 def _fit(img, h: int, w: int, fit: str):
@@ -104,11 +201,14 @@ def load_image_folder(
     on_mismatch: str = "skip",
     on_unreadable: str = "error",
     extensions: tuple[str, ...] = IMAGE_EXTENSIONS,
-) -> ArrayDataset:
-    """Read every image under ``path`` into one ``(N, C, H, W)`` float tensor in ``[0, 1]``.
+    lazy: bool = False,
+    cache: bool = False,
+) -> ArrayDataset | ImageFolderDataset:
+    """Read every image under ``path``: into one ``(N, C, H, W)`` float tensor, or lazily.
 
     Args:
-        path: a folder; files are found recursively and read in sorted order.
+        path: a folder; files are found recursively (folder symlinks are followed once) and read
+            in sorted order.
         image_size: target ``H`` (square) or ``(H, W)``. None keeps the images' own size: the
             most common size wins and images of other sizes are handled by ``on_mismatch``.
         mode: ``"L"`` (grayscale, 1 channel) or ``"RGB"`` (3 channels); None picks ``"L"`` when
@@ -119,10 +219,21 @@ def load_image_folder(
             warns with a report (``dataset.report``); ``"error"`` raises instead.
         on_unreadable: ``"error"`` raises on a file Pillow cannot read; ``"skip"`` reports it.
         extensions: file name endings counted as images (case-insensitive).
+        lazy: return an :class:`~vqkit.data.ImageFolderDataset` that reads only the image
+            headers now and decodes each image when it is indexed (in DataLoader workers with
+            ``TrainConfig.num_workers``), instead of decoding every image into memory.
+            With ``lazy=True`` a file whose header reads but whose pixels are truncated raises
+            when it is indexed, naming the file.
+        cache: with ``lazy=True``, decode every image once into a uint8 tensor held in memory
+            (``N·C·H·W`` bytes, a quarter of the float32 path's); refused when that does not
+            fit in half the available memory or when the images are 16-bit.
 
     Returns:
-        An :class:`ArrayDataset` with ``labels`` from sub-folder names (all 0 without them) and
-        ``report`` listing every file that was left out and why.
+        An :class:`ArrayDataset` (or an :class:`~vqkit.data.ImageFolderDataset` with ``lazy``)
+        with ``labels`` from sub-folder names (all 0 without them) and ``report`` listing every
+        file that was left out and why: unreadable, empty or truncated images, dangling or
+        looping symlinks, odd sizes. Files with other suffixes are counted in
+        ``report.ignored``.
 
     Raises:
         FileNotFoundError: ``path`` is not a folder.
@@ -131,40 +242,53 @@ def load_image_folder(
     """
     import numpy as np
 
+    from vqkit.data.lazy import ImageFolderDataset
+
     Image = _image_module()
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or a path, got {type(path).__name__}")
     root = Path(path)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {str(root)!r} does not exist or is not a folder")
-    if mode not in (None, "L", "RGB"):
-        raise ValueError(f"mode must be 'L', 'RGB' or None, got {mode!r}")
-    if fit not in ("crop", "stretch"):
-        raise ValueError(f"fit must be 'crop' or 'stretch', got {fit!r}")
-    if on_mismatch not in ("skip", "error"):
-        raise ValueError(f"on_mismatch must be 'skip' or 'error', got {on_mismatch!r}")
-    if on_unreadable not in ("skip", "error"):
-        raise ValueError(f"on_unreadable must be 'skip' or 'error', got {on_unreadable!r}")
+    suffixes = _check_options(mode, fit, on_mismatch, on_unreadable, extensions)
     size = _as_size(image_size)
-    suffixes = tuple(e.lower() for e in extensions)
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+    for flag, value in (("lazy", lazy), ("cache", cache)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{flag} must be True or False, got {value!r}")
+    if cache and not lazy:
+        raise ValueError("cache=True applies to lazy=True (the in-memory path holds everything)")
+    report = LoadReport(str(root))
+    files = _list_files(root, suffixes, report)
     if not files:
         raise ValueError(
             f"no image files ({', '.join(suffixes)}) found in {str(root)!r}; "
             "point to a folder that contains images (sub-folders are searched too)"
+            + (f"; left out: {report.summary()}" if report.skipped else "")
         )
-    report = LoadReport(str(root))
 
     # Pass 1: open every file, note its size and colour; unreadable files fail or are reported.
-    images = {}
+    # The in-memory path decodes here; the lazy path reads headers only.
+    images: dict[Path, Any] = {}
     for file in files:
         try:
             with Image.open(file) as img:
-                img.load()
-                images[file] = img.copy()
+                if lazy and img.mode == "P":  # a palette is grey only if its used colours are
+                    img.load()
+                    grey = _is_gray(img)
+                    images[file] = _Header(img.height, img.width, "L" if grey else "RGB")
+                elif lazy:
+                    images[file] = _Header(img.height, img.width, img.mode)
+                else:
+                    img.load()
+                    images[file] = img.copy()
         except Exception as exc:  # Pillow raises several types for broken files
-            message = f"cannot read image file {str(file)!r}: {type(exc).__name__}: {exc}"
+            reason = _unreadable(file, exc)
             if on_unreadable == "error":
-                raise ValueError(message + " (pass on_unreadable='skip' to leave it out)") from exc
-            report.skipped[str(file)] = f"unreadable ({type(exc).__name__}: {exc})"
+                raise ValueError(
+                    f"cannot read image file {str(file)!r}: {reason} "
+                    "(pass on_unreadable='skip' to leave it out)"
+                ) from exc
+            report.skipped[str(file)] = f"unreadable ({reason})"
     if not images:
         raise ValueError(f"none of the {len(files)} image files in {str(root)!r} could be read")
 
@@ -189,16 +313,43 @@ def load_image_folder(
     if mode is None:
         mode = "L" if all(_is_gray(img) for img in images.values()) else "RGB"
 
-    # Pass 2: convert; labels are the index of the first-level sub-folder (0 for the root).
+    # Labels are the index of the first-level sub-folder (0 for the root).
     classes = sorted({f.relative_to(root).parts[0] for f in images if f.parent != root})
     class_index = {name: i for i, name in enumerate(classes)}
-    arrays, labels = [], []
-    for file, img in images.items():
-        arrays.append(_to_array(img, mode, size, fit))
+    labels = []
+    for file in images:
         parts = file.relative_to(root).parts
         labels.append(class_index[parts[0]] if len(parts) > 1 else 0)
-    report.kept = len(arrays)
+    report.kept = len(images)
     if report.skipped:
         warnings.warn(report.summary(), UserWarning, stacklevel=2)
+    name = root.name or "images"
+    if lazy:
+        first = next(iter(images.values()))
+        h, w = size if size is not None else (first.height, first.width)
+        sixteen_bit = mode == "L" and any(img.mode in _WIDE_MODES for img in images.values())
+        return ImageFolderDataset(
+            [str(f) for f in images],
+            torch.tensor(labels),
+            mode=mode,
+            image_size=(h, w),
+            fit=fit,
+            resize=size is not None,
+            name=name,
+            report=report,
+            cache=cache,
+            wide=sixteen_bit,
+        )
+    # Pass 2: convert.
+    arrays = [_to_array(img, mode, size, fit) for img in images.values()]
     data = torch.from_numpy(np.stack(arrays))  # (N, C, H, W)
-    return ArrayDataset(data, torch.tensor(labels), name=root.name or "images", report=report)
+    return ArrayDataset(data, torch.tensor(labels), name=name, report=report)
+
+
+class _Header:
+    """Size and colour mode of an image whose pixels are not decoded yet."""
+
+    __slots__ = ("height", "mode", "width")
+
+    def __init__(self, height: int, width: int, mode: str) -> None:
+        self.height, self.width, self.mode = height, width, mode

@@ -5,7 +5,12 @@ Accepted specs:
 - ``"digits"``: scikit-learn's 8×8 digits (no download; the default);
 - ``"fashion-mnist"`` or ``"fashion-mnist:/folder"``; ``"mnist:/folder"``: IDX files;
 - ``"toy:correlated_gaussian"``, ``"toy:gaussian_ring"``, ``"toy:gaussian_grid"``: 2-D points;
+- ``"hf:NAME"`` or ``"hf:NAME:split"``: a Hugging Face dataset (a Hub name, a ``save_to_disk``
+  folder, a ``.parquet`` file or a local folder; needs ``pip install 'vqkit[hf]'``);
 - a path to a folder of images, a ``.npy``/``.npz`` file, or an IDX file.
+
+``lazy=True`` reads folders, ``.npy`` and uncompressed IDX files on access instead of into memory
+(see :mod:`vqkit.data.lazy`); ``cache=True`` adds a uint8 in-memory cache to a lazy folder.
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from torch.utils.data import Dataset
+
 from vqkit.data.arrays import load_array
-from vqkit.data.dataset import ArrayDataset
 from vqkit.data.digits import load_digits
 from vqkit.data.folder import load_image_folder
 from vqkit.data.idx import load_fashion_mnist, load_idx_images, load_mnist
@@ -22,10 +28,10 @@ from vqkit.data.toy import load_toy
 
 __all__ = ["NAMED_DATASETS", "load_dataset"]
 
-NAMED_DATASETS = ("digits", "fashion-mnist", "mnist:PATH", "toy:NAME")
+NAMED_DATASETS = ("digits", "fashion-mnist", "mnist:PATH", "toy:NAME", "hf:NAME[:split]")
 
 
-def load_dataset(spec: str, *, split: str = "train", seed: int = 0, **options: Any) -> ArrayDataset:
+def load_dataset(spec: str, *, split: str = "train", seed: int = 0, **options: Any) -> Dataset:
     """Load a dataset from a name or a path.
 
     Args:
@@ -34,8 +40,15 @@ def load_dataset(spec: str, *, split: str = "train", seed: int = 0, **options: A
             ignore it (make a validation split with :func:`~vqkit.data.train_val_split`).
         seed: seed of the toy datasets' draw.
         **options: passed to the loader: ``image_size``, ``mode``, ``fit``, ``on_mismatch``,
-            ``on_unreadable`` for folders; ``key``, ``label_key``, ``layout`` for arrays; ``n``
-            and the shape parameters for toy sets.
+            ``on_unreadable``, ``lazy``, ``cache`` for folders; ``key``, ``label_key``,
+            ``layout``, ``lazy`` for arrays; ``lazy`` for IDX sources; ``image_size``, ``mode``,
+            ``fit``, ``image_column``, ``label_column``, ``cache_dir`` for ``hf:``; ``n`` and
+            the shape parameters for toy sets.
+
+    Returns:
+        An :class:`~vqkit.data.ArrayDataset`, or a dataset read on access
+        (:class:`~vqkit.data.ImageFolderDataset`, :class:`~vqkit.data.MemmapArrayDataset`,
+        :class:`~vqkit.data.HFImageDataset`).
     """
     if not isinstance(spec, str) or not spec:
         raise TypeError(f"a dataset spec must be a non-empty string, got {spec!r}")
@@ -44,23 +57,32 @@ def load_dataset(spec: str, *, split: str = "train", seed: int = 0, **options: A
         _no_options(spec, options)
         return load_digits()
     if name == "fashion-mnist":
-        _no_options(spec, options)
-        return load_fashion_mnist(arg or None, split)
+        _no_options(spec, options, allowed=("lazy",))
+        return load_fashion_mnist(arg or None, split, **options)
     if name == "mnist":
-        _no_options(spec, options)
+        _no_options(spec, options, allowed=("lazy",))
         if not arg:
             raise ValueError("mnist needs the folder holding its IDX files: 'mnist:/path/to/mnist'")
-        return load_mnist(arg, split)
+        return load_mnist(arg, split, **options)
     if name == "toy":
         return load_toy(arg, seed=seed, **options)
+    if name == "hf":
+        from vqkit.data.hf import load_hf_dataset
+
+        source, colon, hf_split = arg.rpartition(":")
+        if not colon or "/" in hf_split or not source:
+            source, hf_split = arg, split
+        if not source:
+            raise ValueError("hf: needs a dataset: 'hf:NAME', 'hf:NAME:split' or 'hf:/path'")
+        return load_hf_dataset(source, hf_split, **options)
     path = Path(spec)
     if path.is_dir():
         return load_image_folder(path, **options)
     if path.suffix in (".npy", ".npz"):
         return load_array(path, **options)
     if path.is_file() and ("idx" in path.name or path.suffix == ".gz"):
-        _no_options(spec, options)
-        return load_idx_images(path, name=path.name.split("-")[0])
+        _no_options(spec, options, allowed=("lazy",))
+        return load_idx_images(path, name=path.name.split("-")[0], **options)
     if not path.exists():
         raise FileNotFoundError(
             f"dataset {spec!r} is neither a known name ({', '.join(NAMED_DATASETS)}) nor an "
@@ -72,6 +94,8 @@ def load_dataset(spec: str, *, split: str = "train", seed: int = 0, **options: A
     )
 
 
-def _no_options(spec: str, options: dict) -> None:
-    if options:
-        raise TypeError(f"dataset {spec!r} takes no options, got {sorted(options)}")
+def _no_options(spec: str, options: dict, allowed: tuple[str, ...] = ()) -> None:
+    extra = sorted(set(options) - set(allowed))
+    if extra:
+        takes = f"only {list(allowed)}" if allowed else "no options"
+        raise TypeError(f"dataset {spec!r} takes {takes}, got {extra}")

@@ -8,9 +8,11 @@ Gaussian through its latent, which makes these sets a quick check of the whole p
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
+from vqkit._checks import check_int, check_number, check_positive_int
 from vqkit.data.dataset import ArrayDataset, LoadReport
 
 __all__ = ["TOY_DATASETS", "correlated_gaussian", "gaussian_grid", "gaussian_ring", "load_toy"]
@@ -21,8 +23,24 @@ def _generator(seed: int) -> torch.Generator:
 
 
 def _check_n(n: int) -> None:
-    if not isinstance(n, int) or n <= 0:
+    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
         raise ValueError(f"n must be a positive int, got {n!r}")
+
+
+def _check_common(owner: str, seed: Any, **numbers: Any) -> None:
+    """Seeds are ints; every other named value a finite number (positive where it must be)."""
+    check_int(owner, "seed", seed)
+    for name, value in numbers.items():
+        positive = name in ("radius", "std", "spacing")
+        check_number(owner, name, value, low=0 if positive else None, low_open=positive)
+
+
+def _pair(owner: str, name: str, value: Any, *, positive: bool) -> tuple[float, float]:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+        raise ValueError(f"{owner}: {name} must be a pair of numbers, got {value!r}")
+    return tuple(
+        check_number(owner, name, v, low=0 if positive else None, low_open=positive) for v in value
+    )
 
 
 def correlated_gaussian(
@@ -47,11 +65,18 @@ def correlated_gaussian(
         - data: ``(n, 2)``
     """
     _check_n(n)
-    if not -1 < correlation < 1:
-        raise ValueError(f"correlation must be in (-1, 1), got {correlation}")
-    s0, s1 = std
-    if s0 <= 0 or s1 <= 0:
-        raise ValueError(f"std must be positive, got {std}")
+    check_int("correlated_gaussian", "seed", seed)
+    mean = _pair("correlated_gaussian", "mean", mean, positive=False)
+    s0, s1 = _pair("correlated_gaussian", "std", std, positive=True)
+    check_number(
+        "correlated_gaussian",
+        "correlation",
+        correlation,
+        low=-1,
+        high=1,
+        low_open=True,
+        high_open=True,
+    )
     cov = torch.tensor(
         [[s0 * s0, correlation * s0 * s1], [correlation * s0 * s1, s1 * s1]], dtype=torch.float64
     )
@@ -67,6 +92,8 @@ def gaussian_ring(
 ) -> ArrayDataset:
     """Equal mixture of ``num_modes`` isotropic Gaussians on a circle; labels are the modes."""
     _check_n(n)
+    check_positive_int("gaussian_ring", "num_modes", num_modes)
+    _check_common("gaussian_ring", seed, radius=radius, std=std)
     g = _generator(seed)
     modes = torch.randint(num_modes, (n,), generator=g)
     angle = 2 * math.pi * modes.double() / num_modes
@@ -82,6 +109,8 @@ def gaussian_grid(
 ) -> ArrayDataset:
     """Equal mixture of ``side × side`` isotropic Gaussians on a centred square grid."""
     _check_n(n)
+    check_positive_int("gaussian_grid", "side", side)
+    _check_common("gaussian_grid", seed, spacing=spacing, std=std)
     g = _generator(seed)
     modes = torch.randint(side * side, (n,), generator=g)
     offset = (side - 1) / 2
@@ -102,6 +131,6 @@ TOY_DATASETS = {
 
 def load_toy(name: str, n: int = 10_000, *, seed: int = 0, **kwargs) -> ArrayDataset:
     """A toy dataset by name: one of :data:`TOY_DATASETS`."""
-    if name not in TOY_DATASETS:
+    if not isinstance(name, str) or name not in TOY_DATASETS:
         raise ValueError(f"unknown toy dataset {name!r}; expected one of {sorted(TOY_DATASETS)}")
     return TOY_DATASETS[name](n, seed=seed, **kwargs)

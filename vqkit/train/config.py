@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from vqkit._checks import check_bool, check_int
 from vqkit.contracts import LossOutput
 
 __all__ = ["LossOutput", "TrainConfig", "TrainResult"]
@@ -38,6 +39,13 @@ class TrainConfig:
         progress: show a tqdm progress bar (on the main process).
         log_every: refresh the bar's loss and perplexity every this many steps.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; None picks CUDA when available.
+        num_workers: DataLoader worker processes decoding batches of lazy datasets
+            (:class:`~vqkit.data.ImageFolderDataset`, :class:`~vqkit.data.MemmapArrayDataset`,
+            Hugging Face datasets); 0 reads in the training process. In-memory
+            :class:`~vqkit.data.ArrayDataset` batches are always sliced in-process. The data
+            order, and so every weight, does not depend on it.
+        pin_memory: page-locked batches for faster copies to CUDA (with workers); None turns
+            it on exactly when training on CUDA.
     """
 
     epochs: int | None = 10
@@ -60,6 +68,8 @@ class TrainConfig:
     progress: bool = True
     log_every: int = 10
     device: str | None = None
+    num_workers: int = 0
+    pin_memory: bool | None = None
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)
@@ -85,6 +95,9 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip}")
+        check_int("TrainConfig", "num_workers", self.num_workers, low=0)
+        if self.pin_memory is not None:
+            check_bool("TrainConfig", "pin_memory", self.pin_memory)
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
 

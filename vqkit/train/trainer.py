@@ -13,7 +13,9 @@ uninterrupted run's weights exactly, and DistributedDataParallel when started by
 
 Determinism: the model's random draws use the global torch RNG, seeded with ``seed`` when training
 starts and saved in every checkpoint; the data order of epoch ``e`` is a permutation drawn from a
-private generator seeded with ``(seed, e)``.
+private generator seeded with ``(seed, e)``. Lazy datasets are decoded by ``num_workers``
+DataLoader workers that are handed that order batch by batch (see :mod:`vqkit.data.loader`), so
+neither the order nor the weights depend on the number of workers.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import Dataset
 
-from vqkit.data.dataset import ArrayDataset
+from vqkit.data.loader import batch_indices, iterate_batches
 from vqkit.train.checkpoint import (
     load_latest_checkpoint,
     run_folder_lock,
@@ -96,12 +98,6 @@ def _move(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, dict):
         return {k: _move(v, device) for k, v in batch.items()}
     return batch
-
-
-def _fetch(dataset: Dataset, indices: torch.Tensor) -> Any:
-    if isinstance(dataset, ArrayDataset):
-        return dataset.data[indices]
-    return default_collate([dataset[int(i)] for i in indices])
 
 
 class Trainer:
@@ -229,16 +225,19 @@ class Trainer:
                 n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
             )
             self.model.train()
-            for b in range(state["batch_in_epoch"], self.steps_per_epoch):
-                if cfg.max_steps is not None and self.step >= cfg.max_steps:
-                    break
-                local = batch // world
-                idx = order[
-                    b * batch + dist_info.rank * local : b * batch + (dist_info.rank + 1) * local
-                ]
-                logs = self._train_step(
-                    runner, _move(_fetch(self.train_data, idx), device), total_steps
-                )
+            first = state["batch_in_epoch"]
+            remaining = self.steps_per_epoch - first
+            if cfg.max_steps is not None:
+                remaining = max(0, min(remaining, cfg.max_steps - self.step))
+            batches = self._batches(
+                self.train_data,
+                batch_indices(order, batch, rank=dist_info.rank, world_size=world, start=first)[
+                    :remaining
+                ],
+                device,
+            )
+            for b, data in zip(range(first, first + remaining), batches, strict=True):
+                logs = self._train_step(runner, _move(data, device), total_steps)
                 self.step += 1
                 state["step"], state["batch_in_epoch"] = self.step, b + 1
                 for k, v in logs.items():
@@ -290,9 +289,9 @@ class Trainer:
         indices = torch.arange(len(data))[dist_info.rank :: dist_info.world_size]
         sums: dict[str, torch.Tensor] = {}
         count = torch.zeros((), dtype=torch.float64, device=device)
-        for start in range(0, len(indices), self.config.batch_size):
-            idx = indices[start : start + self.config.batch_size]
-            batch = _move(_fetch(data, idx), device)
+        chunks = [c for c in torch.split(indices, self.config.batch_size) if len(c)]
+        for idx, fetched in zip(chunks, self._batches(data, chunks, device), strict=True):
+            batch = _move(fetched, device)
             with self._autocast(device):
                 _, logs = wrapped(batch)
             weight = float(len(idx))
@@ -306,6 +305,13 @@ class Trainer:
         all_reduce_sum(packed)
         self.model.train(was_training)
         return {k: float(packed[i] / packed[-1]) for i, k in enumerate(keys)}
+
+    # ---- batches ------------------------------------------------------------------------------
+    def _batches(self, data: Dataset, indices: list[torch.Tensor], device: torch.device):
+        """The batches at ``indices``, read by ``config.num_workers`` DataLoader workers."""
+        cfg = self.config
+        pin = cfg.pin_memory if cfg.pin_memory is not None else device.type == "cuda"
+        return iterate_batches(data, indices, num_workers=cfg.num_workers, pin_memory=pin)
 
     # ---- steps --------------------------------------------------------------------------------
     def _make_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:

@@ -1,0 +1,61 @@
+"""Training from a generated folder of small PNGs: peak memory and images/s, lazy vs in memory.
+
+Issue 18 asks that a folder of 200,000 small PNGs trains with bounded memory (well under 2 GB)
+and that the lazy path with 2 DataLoader workers is no slower than the in-memory path on data
+that fits. The folder (32×32 RGB, see ``_data_bench.png_folder``) is generated once into
+``$VQKIT_BENCH_CACHE`` (default ``~/.cache/vqkit-bench``); at ``--bench-size=full`` it holds
+200,000 images (the in-memory float32 path would need 2.3 GiB for them), at ``small`` 400.
+
+Each case is one training run of a small convolutional autoencoder in a fresh process (one torch
+thread, CPU) so that its peak RSS is its own:
+
+- ``lazy-2-workers`` on the whole folder: the scan of every header plus the training steps;
+- on the part that fits in memory (20,000 images at ``full``): ``memory`` (decoded into one
+  float32 tensor, no workers), ``lazy-0-workers``, ``lazy-2-workers`` and ``cache-2-workers``
+  (the uint8 cache).
+
+``extra_info`` of each benchmark holds ``images_per_s``, ``peak_rss_mib`` (the training
+process), ``worker_peak_rss_mib`` (the largest worker; workers share the parent's pages, so the
+sum overstates), ``train_cpu_ms_per_image`` and ``worker_cpu_ms_per_image`` (CPU time, which
+a busy machine distorts far less than images/s), ``load_s`` and the load average.
+"""
+
+from __future__ import annotations
+
+import pytest
+from _data_bench import first_parts, png_folder, run_child
+
+# bench_size -> (images in the folder, images that "fit", steps, batch)
+PLANS = {"small": (400, 400, 10, 16), "full": (200_000, 20_000, 200, 128)}
+
+CASES = [
+    ("all", "lazy", 2),
+    ("fits", "memory", 0),
+    ("fits", "lazy", 0),
+    ("fits", "lazy", 2),
+    ("fits", "cache", 2),
+]
+
+
+@pytest.fixture(scope="module")
+def folders(bench_size):
+    n, fits, _, _ = PLANS[bench_size]
+    root = png_folder(n)
+    return {"all": root, "fits": first_parts(root, fits) if fits < n else root}
+
+
+@pytest.mark.parametrize(("data", "path", "workers"), CASES)
+def test_train_from_png_folder(benchmark, bench_size, folders, data, path, workers):
+    _, _, steps, batch = PLANS[bench_size]
+    benchmark.group = f"data: train from {bench_size} PNG folder"
+    figures = {}
+
+    def once():
+        figures.update(run_child(folders[data], path, workers, steps, batch))
+
+    benchmark.pedantic(once, rounds=1, warmup_rounds=0, iterations=1)
+    benchmark.extra_info.update(figures)
+    benchmark.extra_info["case"] = f"{data}-{path}-{workers}-workers"
+    benchmark.extra_info["throughput_items"] = steps * batch
+    benchmark.extra_info["throughput_unit"] = "images"
+    assert figures["images"] > 0

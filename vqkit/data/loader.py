@@ -1,0 +1,114 @@
+"""Batches for the trainer: a fixed index order, read in-process or by DataLoader workers.
+
+The order of every batch is decided before any worker starts: the trainer draws a seeded
+permutation per epoch, cuts it into global batches and gives each torchrun process its own slice
+of each global batch (what ``torch.utils.data.DistributedSampler`` does, without padding: the
+last incomplete batch is dropped). Workers only decode the indices they are handed, so the data
+order, and with it every weight of a run, does not depend on the number of workers, and a run
+resumed in the middle of an epoch reads exactly the batches the uninterrupted run would have.
+
+The DataLoader gets its own generator: its base seed is never drawn from the global torch RNG,
+which the model's dropout and initialisation use and every checkpoint saves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, default_collate
+
+from vqkit.data.dataset import ArrayDataset
+from vqkit.data.lazy import ImageFolderDataset
+
+__all__ = ["batch_indices", "fetch", "iterate_batches", "sequential_batches"]
+
+
+def batch_indices(
+    order: torch.Tensor, global_batch: int, *, rank: int = 0, world_size: int = 1, start: int = 0
+) -> list[torch.Tensor]:
+    """This process's indices of every complete global batch of ``order``, from batch ``start``.
+
+    Args:
+        order: a permutation of the dataset's indices, ``(N,)``.
+        global_batch: samples per optimizer step over all processes (divisible by
+            ``world_size``).
+        rank: this process's rank.
+        world_size: the number of processes; process ``r`` gets the ``r``-th
+            ``global_batch // world_size`` samples of each global batch.
+        start: the first batch (the batch to resume from).
+
+    Returns:
+        One 1-D index tensor of ``global_batch // world_size`` entries per remaining step.
+    """
+    if global_batch % world_size:
+        raise ValueError(f"global batch {global_batch} is not divisible by {world_size} processes")
+    local = global_batch // world_size
+    steps = len(order) // global_batch
+    return [
+        order[b * global_batch + rank * local : b * global_batch + (rank + 1) * local]
+        for b in range(start, steps)
+    ]
+
+
+def _in_memory(dataset: Dataset) -> bool:
+    """Whether batches are one slice of a tensor already in memory (workers would only copy)."""
+    return isinstance(dataset, ArrayDataset) or (
+        isinstance(dataset, ImageFolderDataset) and dataset.cache is not None
+    )
+
+
+def fetch(dataset: Dataset, indices: torch.Tensor) -> Any:
+    """One batch read in this process: a slice of an in-memory dataset, or collated items."""
+    if isinstance(dataset, ArrayDataset):
+        return dataset.data[indices]
+    if isinstance(dataset, ImageFolderDataset) and dataset.cache is not None:
+        return dataset.cache[indices].float() / 255  # the items' own conversion, batched
+    return default_collate([dataset[int(i)] for i in indices])
+
+
+def iterate_batches(
+    dataset: Dataset,
+    batches: Iterable[torch.Tensor],
+    *,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+) -> Iterator[Any]:
+    """The batches of ``dataset`` at ``batches`` (lists of indices), in that order.
+
+    In-memory datasets (:class:`~vqkit.data.ArrayDataset`, an
+    :class:`~vqkit.data.ImageFolderDataset` with its uint8 cache) and ``num_workers=0`` are read
+    in this process, one slice per batch; other datasets with ``num_workers > 0`` are decoded by
+    that many DataLoader worker processes (``pin_memory`` puts each batch in page-locked memory
+    for a fast copy to CUDA). The values are the same either way.
+    """
+    batches = [b.tolist() if isinstance(b, torch.Tensor) else list(b) for b in batches]
+    if not batches:
+        return iter(())
+    if _in_memory(dataset) or num_workers == 0:
+        return (fetch(dataset, torch.tensor(b, dtype=torch.long)) for b in batches)
+    loader = DataLoader(
+        dataset,
+        batch_sampler=batches,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        generator=torch.Generator().manual_seed(0),  # keeps the global RNG untouched
+    )
+    return iter(loader)
+
+
+def sequential_batches(
+    dataset: Dataset, batch_size: int, *, num_workers: int = 0, pin_memory: bool = False
+) -> Iterator[Any]:
+    """Every sample of ``dataset`` in order, in batches of ``batch_size`` (the last may be short).
+
+    For evaluation and encoding passes over any dataset, in memory or lazy: the in-memory path
+    slices ``dataset.data``; lazy datasets are read by ``num_workers`` DataLoader workers.
+    """
+    from vqkit._checks import check_int, check_positive_int
+
+    check_positive_int("sequential_batches", "batch_size", batch_size)
+    check_int("sequential_batches", "num_workers", num_workers, low=0)
+    chunks = list(torch.split(torch.arange(len(dataset)), batch_size))
+    return iterate_batches(dataset, chunks, num_workers=num_workers, pin_memory=pin_memory)
