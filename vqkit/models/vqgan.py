@@ -86,8 +86,13 @@ class VQGAN(
     encoder's.
 
     Args:
-        encoder, quantizer, decoder, prior, image_size, data_variance: as for
-            ``VQVAE``.
+        encoder: encoder spec (as for ``VQVAE``), e.g. ``{"type": "taming", "in_channels": 3}``.
+        quantizer: quantizer spec (as for ``VQVAE``).
+        decoder: decoder spec (as for ``VQVAE``); a ``"taming"`` one inherits the encoder's
+            architecture arguments it leaves out.
+        prior: optional prior spec over the code grid (as for ``VQVAE``).
+        image_size: ``H`` or ``[H, W]`` of the training images (as for ``VQVAE``).
+        data_variance: the reconstruction loss is divided by it (as for ``VQVAE``).
         reconstruction_loss: ``"l1"`` (taming's) or ``"mse"``.
         discriminator: discriminator spec, e.g. ``{"type": "patchgan", "n_layers": 3}``; built by
             ``build_discriminator``, never stored in the model's weights.

@@ -311,9 +311,14 @@ class TamingDecoder(nn.Module):
     Args:
         in_channels: latent channels ``D`` (the quantizer's ``dim``).
         out_channels: image channels ``C``.
-        ch, ch_mult, num_res_blocks, attention_factors, dropout, norm_groups, mid_attention:
-            as for ``TamingEncoder`` (use the same values; each level has
-            ``num_res_blocks + 1`` residual blocks here, as in taming).
+        ch: base width (as for ``TamingEncoder``; use the same values).
+        ch_mult: width multiplier per level (as for ``TamingEncoder``).
+        num_res_blocks: residual blocks per level; each level has ``num_res_blocks + 1`` here,
+            as in taming.
+        attention_factors: downsampling factors with self-attention (as for ``TamingEncoder``).
+        dropout: dropout in the residual blocks.
+        norm_groups: GroupNorm groups.
+        mid_attention: self-attention in the middle block.
         z_channels: if set, a 1×1 ``post_quant_conv`` maps ``in_channels`` to ``z_channels``
             first (taming's layout).
 
