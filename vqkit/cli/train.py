@@ -28,7 +28,19 @@ DEFAULT_DATA = "digits"
 DEFAULT_EPOCHS = 30
 DEFAULT_PRIOR_EPOCHS = 30
 #: Options that may accompany --config: they place the run, they do not change it.
-PLACEMENT_OPTIONS = ("config", "out", "new", "device", "threads", "no_progress", "debug")
+PLACEMENT_OPTIONS = (
+    "config",
+    "out",
+    "new",
+    "device",
+    "threads",
+    "no_progress",
+    "debug",
+    "lazy",
+    "cache",
+    "num_workers",
+    "pin_memory",
+)
 
 
 def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -54,7 +66,7 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> argparse.Arg
         default=DEFAULT_DATA,
         help="'digits' (scikit-learn's 8x8 digits), 'fashion-mnist[:FOLDER]', 'mnist:FOLDER', "
         "'toy:correlated_gaussian|gaussian_ring|gaussian_grid', a folder of images, a .npy/.npz "
-        "file or an IDX file",
+        "file, an IDX file, or 'hf:NAME[:split]' / 'hf:PATH' (Hugging Face datasets)",
     )
     t.add_argument(
         "--model",
@@ -154,6 +166,32 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> argparse.Arg
         action="store_true",
         help="no prior: the model is built without one (nothing to sample from)",
     )
+    d = t.add_argument_group("data loading (placement: may change on resume or with --config)")
+    d.add_argument(
+        "--lazy",
+        action="store_true",
+        default=None,
+        help="read images on access instead of into memory (folders, .npy, uncompressed IDX; "
+        "hf: sources always are)",
+    )
+    d.add_argument(
+        "--cache",
+        action="store_true",
+        default=None,
+        help="with --lazy on an image folder: keep a uint8 copy of the images in memory",
+    )
+    d.add_argument(
+        "--num-workers",
+        type=non_negative_int,
+        default=None,
+        help="DataLoader worker processes decoding lazy data (default: 0, in-process)",
+    )
+    d.add_argument(
+        "--pin-memory",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="page-locked batches for fast copies to CUDA (default: on CUDA devices)",
+    )
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.set_defaults(handler=run, parser=t)
     return t
@@ -172,6 +210,8 @@ def spec_from_args(args: argparse.Namespace):
         val_fraction=args.val_fraction,
         subset_fraction=args.subset,
         seed=args.seed,
+        lazy=bool(args.lazy),
+        cache=bool(args.cache),
     )
     has_val = args.val_fraction > 0
     epochs = args.epochs if args.epochs is not None or args.steps else DEFAULT_EPOCHS
@@ -191,6 +231,8 @@ def spec_from_args(args: argparse.Namespace):
         checkpoint_every=args.checkpoint_every,
         progress=not args.no_progress,
         device=args.device,
+        num_workers=args.num_workers or 0,
+        pin_memory=args.pin_memory,
     )
     model_config = dict(args.model_config or {})
     prior_train = None
@@ -289,7 +331,17 @@ def run(args: argparse.Namespace) -> int:
             spec = read_run_spec(args.config)
         except (ValueError, TypeError) as exc:
             raise CLIError(f"--config: {one_line(exc)}") from None
-        spec = spec.with_placement(device=args.device, progress=False if args.no_progress else None)
+        try:
+            spec = spec.with_placement(
+                device=args.device,
+                progress=False if args.no_progress else None,
+                num_workers=args.num_workers,
+                pin_memory=args.pin_memory,
+                lazy=args.lazy,
+                cache=args.cache,
+            )
+        except (ValueError, TypeError) as exc:
+            raise CLIError(one_line(exc)) from None
     else:
         try:
             spec = spec_from_args(args)

@@ -14,6 +14,13 @@ Figures and their units:
 - ``prior_<name>``: for a prior without an exact likelihood (``prior.exact_likelihood`` False,
   e.g. MaskGIT), the batch-size-weighted mean of each figure ``name`` of
   ``prior.loss(codes).losses``;
+- ``reconstruction_dataset_fd``, ``sample_dataset_fd``: the *dataset* Fréchet distance
+  (:func:`vqkit.train.frechet.dataset_frechet_distance`, Heusel et al. 2017, arXiv:1706.08500)
+  between the features of held-out images and those of their reconstructions / of as many
+  samples from the model, in the features of a :class:`~vqkit.train.frechet.DatasetClassifier`
+  trained on the run's training split (not FID: it compares models on one dataset only);
+  ``reconstruction_kid``, ``sample_kid`` (and ``_std``): KID in the same features
+  (Bińkowski et al. 2018, arXiv:1801.01401); ``sample_quality_num``: images per set;
 - ``elbo``: the VAE's evidence lower bound in nats per example; ``nelbo_bits_per_dim``:
   ``−elbo / (C · H · W · ln 2)`` over the data dimensions (a density bound for continuous
   likelihoods, comparable only between models with the same likelihood).
@@ -30,40 +37,72 @@ from collections.abc import Iterator
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
-from vqkit._checks import check_positive_int
+from vqkit._checks import check_int, check_positive_int
 from vqkit._utils import eval_mode
-from vqkit.data.dataset import ArrayDataset
+from vqkit.data.loader import sequential_batches
 from vqkit.train.metrics import CodebookUsage, bits_per_latent, mse, psnr, ssim
 
 __all__ = [
+    "SAMPLE_QUALITY_KEYS",
     "evaluate_codebook",
     "evaluate_elbo",
     "evaluate_model",
     "evaluate_prior",
     "evaluate_prior_loss",
     "evaluate_reconstruction",
+    "evaluate_sample_quality",
     "reconstruct",
 ]
+
+#: The sample-quality figures :func:`evaluate_sample_quality` writes for every model (None where
+#: they do not apply: no prior to sample, or data that are not images).
+SAMPLE_QUALITY_KEYS = (
+    "reconstruction_dataset_fd",
+    "reconstruction_kid",
+    "reconstruction_kid_std",
+    "sample_dataset_fd",
+    "sample_kid",
+    "sample_kid_std",
+    "sample_quality_num",
+)
 
 
 def _device(model: nn.Module) -> torch.device:
     return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
-def _batches(data: ArrayDataset | torch.Tensor, batch_size: int, device) -> Iterator[torch.Tensor]:
+def _batches(data: Dataset | torch.Tensor, batch_size: int, device) -> Iterator[torch.Tensor]:
+    """Every example of ``data`` in order, ``batch_size`` at a time, on ``device``.
+
+    ``data`` is a tensor ``(N, ...)`` or any map-style dataset whose items are tensors (an
+    :class:`~vqkit.data.ArrayDataset` or a lazy one read on access, such as
+    :class:`~vqkit.data.ImageFolderDataset`), read by :func:`vqkit.data.loader.sequential_batches`.
+    """
     check_positive_int("evaluate", "batch_size", batch_size)
-    if not isinstance(data, (ArrayDataset, torch.Tensor)):
+    if isinstance(data, torch.Tensor):
+        if data.dim() == 0 or data.shape[0] == 0:
+            raise ValueError(
+                f"evaluate: data must hold at least one example, got shape {tuple(data.shape)}"
+            )
+        for start in range(0, data.shape[0], batch_size):
+            yield data[start : start + batch_size].to(device)
+        return
+    if not isinstance(data, Dataset) or not hasattr(data, "__len__"):
         raise TypeError(
-            f"evaluate: data must be an ArrayDataset or a tensor, got {type(data).__name__}"
+            f"evaluate: data must be a map-style Dataset or a tensor, got {type(data).__name__}"
         )
-    tensor = data.data if isinstance(data, ArrayDataset) else data
-    if tensor.dim() == 0 or tensor.shape[0] == 0:
-        raise ValueError(
-            f"evaluate: data must hold at least one example, got shape {tuple(tensor.shape)}"
-        )
-    for start in range(0, tensor.shape[0], batch_size):
-        yield tensor[start : start + batch_size].to(device)
+    if len(data) == 0:
+        name = getattr(data, "name", type(data).__name__)
+        raise ValueError(f"evaluate: data must hold at least one example, {name} is empty")
+    for batch in sequential_batches(data, batch_size):
+        if not isinstance(batch, torch.Tensor):
+            raise TypeError(
+                f"evaluate: the items of {type(data).__name__} must be tensors, got batches of "
+                f"{type(batch).__name__}"
+            )
+        yield batch.to(device)
 
 
 def _check_family(model: nn.Module) -> str:
@@ -90,7 +129,7 @@ def _ssim_window(h: int, w: int) -> int:
 
 @torch.no_grad()
 def evaluate_reconstruction(
-    model: nn.Module, data: ArrayDataset | torch.Tensor, *, batch_size: int = 256
+    model: nn.Module, data: Dataset | torch.Tensor, *, batch_size: int = 256
 ) -> dict[str, float]:
     """Mean MSE, PSNR and SSIM of the model's reconstructions of ``data`` (images in [0, 1])."""
     device = _device(model)
@@ -116,7 +155,7 @@ def evaluate_reconstruction(
 
 @torch.no_grad()
 def evaluate_codebook(
-    model: nn.Module, data: ArrayDataset | torch.Tensor, *, batch_size: int = 256
+    model: nn.Module, data: Dataset | torch.Tensor, *, batch_size: int = 256
 ) -> dict[str, float]:
     """Codebook usage, perplexity and dead codes of ``model.encode_indices`` over ``data``."""
     usage = CodebookUsage(model.codebook_size)
@@ -135,7 +174,7 @@ def evaluate_codebook(
 
 @torch.no_grad()
 def evaluate_prior(
-    prior: nn.Module, codes: ArrayDataset | torch.Tensor, *, batch_size: int = 256
+    prior: nn.Module, codes: Dataset | torch.Tensor, *, batch_size: int = 256
 ) -> dict[str, float]:
     """Exact NLL of code grids ``(N, h, w)`` under a likelihood prior.
 
@@ -158,7 +197,7 @@ def evaluate_prior(
 
 @torch.no_grad()
 def evaluate_prior_loss(
-    prior: nn.Module, codes: ArrayDataset | torch.Tensor, *, batch_size: int = 256
+    prior: nn.Module, codes: Dataset | torch.Tensor, *, batch_size: int = 256
 ) -> dict[str, float]:
     """The figures of ``prior.loss(codes).losses`` over a whole set, for any prior.
 
@@ -183,7 +222,7 @@ def evaluate_prior_loss(
 @torch.no_grad()
 def evaluate_elbo(
     model: nn.Module,
-    data: ArrayDataset | torch.Tensor,
+    data: Dataset | torch.Tensor,
     *,
     batch_size: int = 256,
     seed: int = 0,
@@ -201,17 +240,126 @@ def evaluate_elbo(
     return {"elbo": elbo, "nelbo_bits_per_dim": -elbo / (dims * math.log(2))}
 
 
+@torch.no_grad()
+def evaluate_sample_quality(
+    model: nn.Module,
+    data: Dataset | torch.Tensor,
+    classifier: nn.Module | None,
+    *,
+    num_samples: int = 1000,
+    batch_size: int = 256,
+    seed: int = 0,
+) -> dict[str, float | None]:
+    """Dataset Fréchet distance and KID of the model's reconstructions and samples.
+
+    The real set is the first ``min(num_samples, len(data))`` images of ``data``; the
+    reconstructions are theirs; the samples are as many draws from the model (a discrete model's
+    prior, decoded; a continuous model's ``sample``), seeded by ``seed``. Features come from
+    ``classifier`` (a :class:`~vqkit.train.frechet.DatasetClassifier`). Every key of
+    :data:`SAMPLE_QUALITY_KEYS` is returned; those that do not apply are None (no classifier,
+    data that are not images, fewer than 2 images, or a discrete model without a prior for the
+    sample figures).
+
+    Args:
+        model: a vqkit model (``family`` ``"discrete"`` or ``"continuous"``).
+        data: held-out images ``(N, C, H, W)`` in ``[0, 1]`` (a tensor or a map-style dataset).
+        classifier: the feature extractor, or None (every figure None).
+        num_samples: images per set (at least 2).
+        batch_size: batch size of the reconstructions, samples and features.
+        seed: seed of the samples and of KID's subsets.
+    """
+    from vqkit.train.frechet import DatasetClassifier, frechet_distance, kid
+
+    check_int("evaluate_sample_quality", "num_samples", num_samples, low=2)
+    check_positive_int("evaluate_sample_quality", "batch_size", batch_size)
+    family = _check_family(model)
+    out: dict[str, float | None] = dict.fromkeys(SAMPLE_QUALITY_KEYS)
+    if classifier is None:
+        return out
+    if not isinstance(classifier, DatasetClassifier):
+        raise TypeError(
+            f"evaluate_sample_quality: classifier must be a DatasetClassifier or None, got "
+            f"{type(classifier).__name__}"
+        )
+    device = _device(model)
+    real_batches, recon_batches, taken = [], [], 0
+    with eval_mode(model, no_grad=True):
+        for x in _batches(data, batch_size, device):
+            x = x[: num_samples - taken]
+            if x.ndim != 4:
+                return out  # points, not images
+            real_batches.append(x.float())
+            recon_batches.append(reconstruct(model, x).float().clamp(0, 1))
+            taken += x.shape[0]
+            if taken >= num_samples:
+                break
+    if taken < 2:
+        return out
+    real, recon = torch.cat(real_batches), torch.cat(recon_batches)
+    if real.shape[1] != classifier.in_channels:
+        raise ValueError(
+            f"evaluate_sample_quality: the classifier reads {classifier.in_channels}-channel "
+            f"images, the data has {real.shape[1]} channel(s)"
+        )
+    classifier = classifier.to(device).eval()
+
+    def features(images: torch.Tensor) -> torch.Tensor:
+        return torch.cat([classifier.features(b) for b in images.split(batch_size)]).cpu()
+
+    real_f = features(real)
+    kid_gen = torch.Generator().manual_seed(seed)
+    sets = {"reconstruction": recon}
+    has_samples = family == "continuous" or model.prior is not None
+    if has_samples:
+        generator = torch.Generator(device=device).manual_seed(seed)
+        drawn = []
+        with eval_mode(model, no_grad=True):
+            for start in range(0, taken, batch_size):
+                n = min(batch_size, taken - start)
+                if family == "discrete":
+                    latent = model.latent_size or tuple(model.encode_indices(real[:1]).shape[-2:])
+                    batch = model.generate(n, generator=generator, latent_size=latent)
+                else:
+                    batch = model.sample(n, generator=generator)
+                drawn.append(batch.float().clamp(0, 1))
+        sets["sample"] = torch.cat(drawn)
+    for name, images in sets.items():
+        f = features(images)
+        out[f"{name}_dataset_fd"] = frechet_distance(real_f, f)
+        mean, std = kid(real_f, f, num_subsets=10, subset_size=min(taken, 1000), generator=kid_gen)
+        out[f"{name}_kid"], out[f"{name}_kid_std"] = mean, std
+    out["sample_quality_num"] = taken
+    return out
+
+
 def evaluate_model(
-    model: nn.Module, data: ArrayDataset, *, batch_size: int = 256, seed: int = 0
-) -> dict[str, float]:
+    model: nn.Module,
+    data: Dataset,
+    *,
+    batch_size: int = 256,
+    seed: int = 0,
+    classifier: nn.Module | None = None,
+    num_samples: int = 1000,
+) -> dict[str, float | None]:
     """Every figure that applies to ``model``, chosen from what it declares.
 
     ``family == "discrete"``: reconstruction, codebook usage and, when ``model.prior`` is not
     None, the prior's figures (exact NLL and ``bits_per_latent`` if ``prior.exact_likelihood``,
-    else the figures of ``prior.loss``). ``family == "continuous"``: reconstruction and ELBO.
+    else the figures of ``prior.loss``, e.g. MaskGIT's masked-token NLL). ``family ==
+    "continuous"``: reconstruction and ELBO. With a ``classifier``, the sample-quality figures
+    of :func:`evaluate_sample_quality` too (``num_samples`` images per set).
+
+    Args:
+        model: the model.
+        data: the images (or points) to score: any map-style dataset, lazy ones included.
+        batch_size: evaluation batch size.
+        seed: seed of the ELBO's posterior samples and of the sample-quality draws.
+        classifier: a :class:`~vqkit.train.frechet.DatasetClassifier`, or None to leave the
+            sample-quality figures out.
+        num_samples: images per set of the sample-quality figures.
     """
     family = _check_family(model)
-    metrics: dict[str, float] = {}
+    metrics: dict[str, float | None] = {}
     metrics.update(evaluate_reconstruction(model, data, batch_size=batch_size))
     if family == "discrete":
         metrics.update(evaluate_codebook(model, data, batch_size=batch_size))
@@ -226,5 +374,11 @@ def evaluate_model(
                 metrics.update(evaluate_prior_loss(model.prior, codes, batch_size=batch_size))
     else:
         metrics.update(evaluate_elbo(model, data, batch_size=batch_size, seed=seed))
+    if classifier is not None:
+        metrics.update(
+            evaluate_sample_quality(
+                model, data, classifier, num_samples=num_samples, batch_size=batch_size, seed=seed
+            )
+        )
     metrics["num_examples"] = len(data)
     return metrics

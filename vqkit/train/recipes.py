@@ -24,9 +24,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import Dataset
 
 from vqkit._registry import get, list_registered
 from vqkit.data.dataset import ArrayDataset
+from vqkit.data.loader import fetch, sequential_batches
 from vqkit.train.checkpoint import write_json_atomic
 from vqkit.train.distributed import barrier, is_main_process
 from vqkit.train.evaluate import evaluate_model, reconstruct
@@ -42,12 +44,14 @@ from vqkit.train.images import (
 from vqkit.train.trainer import LossOutput, TrainConfig, Trainer
 
 __all__ = [
+    "CLASSIFIER_FILE",
     "RunResult",
     "encode_dataset",
     "load_run_model",
     "model_config",
     "model_registry_name",
     "prior_objective",
+    "run_classifier",
     "train_vae_run",
     "train_vqvae_run",
     "write_pictures",
@@ -115,17 +119,61 @@ def load_run_model(run: str | Path, *, device: str | None = None) -> nn.Module:
 
 
 @torch.no_grad()
-def encode_dataset(model: nn.Module, data: ArrayDataset, batch_size: int = 256) -> ArrayDataset:
-    """Code grids ``(N, h, w)`` of the frozen discrete model for every image of ``data``."""
+def encode_dataset(model: nn.Module, data: Dataset, batch_size: int = 256) -> ArrayDataset:
+    """Code grids ``(N, h, w)`` of the frozen discrete model for every image of ``data``.
+
+    ``data`` is any map-style dataset of images: an :class:`~vqkit.data.ArrayDataset` or one read
+    on access (:class:`~vqkit.data.ImageFolderDataset`, :class:`~vqkit.data.MemmapArrayDataset`,
+    :class:`~vqkit.data.HFImageDataset`), read in order by
+    :func:`vqkit.data.loader.sequential_batches`.
+    """
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    codes = [
-        model.encode_indices(data.data[i : i + batch_size].to(device)).cpu()
-        for i in range(0, len(data), batch_size)
-    ]
+    codes = [model.encode_indices(x.to(device)).cpu() for x in sequential_batches(data, batch_size)]
     model.train(was_training)
-    return ArrayDataset(torch.cat(codes), data.labels, name=f"{data.name}-codes")
+    return ArrayDataset(
+        torch.cat(codes), getattr(data, "labels", None), name=f"{_name(data)}-codes"
+    )
+
+
+def _name(data: Dataset) -> str:
+    return getattr(data, "name", type(data).__name__)
+
+
+def _head(data: Dataset, n: int) -> torch.Tensor:
+    """The first ``min(n, len(data))`` samples of any map-style dataset, as one tensor."""
+    return fetch(data, torch.arange(min(n, len(data))))
+
+
+#: The run folder's cached feature extractor of the sample-quality figures.
+CLASSIFIER_FILE = "dataset_classifier.safetensors"
+#: At most this many training images train the classifier (the first ones of the split).
+_CLASSIFIER_IMAGES = 20000
+
+
+def run_classifier(run: str | Path, train: Dataset, *, seed: int = 0):
+    """The run's :class:`~vqkit.train.frechet.DatasetClassifier`, trained once and cached.
+
+    Loaded from ``run/dataset_classifier.safetensors`` when it is there; otherwise trained on
+    (the first 20,000 images of) the training split ``train`` with its labels and saved there
+    (atomically). Returns None when the data cannot train one: not images, no labels, or fewer
+    than two classes.
+    """
+    from vqkit.train.frechet import DatasetClassifier, load_or_train_classifier
+
+    labels = getattr(train, "labels", None)
+    shape = tuple(getattr(train, "sample_shape", ()))
+    if labels is None or len(shape) != 3 or min(shape[1:]) < 2 or len(train) < 2:
+        return None
+    labels = labels[:_CLASSIFIER_IMAGES].long()
+    if int(labels.max()) < 1 or int(labels.min()) < 0:
+        return None
+    path = Path(run) / CLASSIFIER_FILE
+    if path.is_file():
+        return DatasetClassifier.load(path)
+    images = _head(train, _CLASSIFIER_IMAGES).float()
+    return load_or_train_classifier(path, images, labels, seed=seed)
 
 
 def _history(stage_dir: Path) -> list[dict]:
@@ -178,7 +226,7 @@ def _pairs(x: torch.Tensor, x_hat: torch.Tensor, per_row: int = 8) -> torch.Tens
 @torch.no_grad()
 def write_pictures(
     model: nn.Module,
-    data: ArrayDataset,
+    data: Dataset,
     out_dir: Path,
     *,
     stages: dict[str, Path] | None = None,
@@ -195,17 +243,17 @@ def write_pictures(
     """
     out_dir = Path(out_dir)
     if len(data) == 0:
-        raise ValueError(f"write_pictures needs at least one sample, {data.name} is empty")
+        raise ValueError(f"write_pictures needs at least one sample, {_name(data)} is empty")
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     pictures: dict[str, Path] = {}
-    x = data.data[:num].to(device)
+    x = _head(data, num).to(device)
     generator = torch.Generator(device=device).manual_seed(seed)
     discrete = model.family == "discrete"
     if x.ndim == 2:  # 2-D points: data against samples
         n = min(len(data), 2000)
-        series = {"data": data.data[:n].cpu()}
+        series = {"data": _head(data, n).cpu()}
         if not discrete:
             # Points are drawn with the decoder's noise: its means alone lie on a curve.
             drawn = model.sample(n, generator=generator, decoder_noise=True)
@@ -218,7 +266,10 @@ def write_pictures(
         grid = image_grid(_pairs(x, x_hat), nrow=8, scale=scale)
         rows = ["input", "reconstruction"] * -(-x.shape[0] // 8)
         grid = labelled(
-            grid, title=f"{data.name}: inputs and reconstructions", row_labels=rows, row_height=row
+            grid,
+            title=f"{_name(data)}: inputs and reconstructions",
+            row_labels=rows,
+            row_height=row,
         )
         pictures["reconstructions"] = save_image(grid, out_dir / "reconstructions.png")
         samples = None
@@ -295,16 +346,22 @@ def _latent_maps(model: nn.Module, x: torch.Tensor):
 
 def _save_run_files(
     model: nn.Module,
-    eval_data: ArrayDataset,
+    eval_data: Dataset,
     out_dir: Path,
     config: dict,
     stages: dict[str, Path],
     seed: int,
+    train: Dataset | None = None,
 ) -> RunResult:
+    from vqkit.train.evaluate import SAMPLE_QUALITY_KEYS
+
     model_dir = out_dir / "model"
     model.save_pretrained(str(model_dir))
-    metrics = evaluate_model(model, eval_data, seed=seed)
-    metrics["eval_split"] = eval_data.name
+    classifier = run_classifier(out_dir, train, seed=seed) if train is not None else None
+    metrics = evaluate_model(model, eval_data, seed=seed, classifier=classifier)
+    for key in SAMPLE_QUALITY_KEYS:  # the same keys for every model
+        metrics.setdefault(key, None)
+    metrics["eval_split"] = _name(eval_data)
     write_json_atomic(out_dir / "metrics.json", metrics)
     pictures = write_pictures(model, eval_data, out_dir, stages=stages, seed=seed)
     return RunResult(out_dir, model, metrics, pictures, model_dir)
@@ -427,6 +484,6 @@ def _finish(model, train, val, test, out_dir, resolved, stages, seed) -> RunResu
         out_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out_dir / "config.json", resolved)
         eval_data = test if test is not None else (val if val is not None else train)
-        result = _save_run_files(model, eval_data, out_dir, resolved, stages, seed)
+        result = _save_run_files(model, eval_data, out_dir, resolved, stages, seed, train)
     barrier()
     return result

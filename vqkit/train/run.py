@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vqkit._checks import check_choice, check_number
+from vqkit._checks import check_bool, check_choice, check_number
 from vqkit._registry import build, get
 from vqkit.contracts import contract_problems
 from vqkit.data.dataset import ArrayDataset
@@ -86,6 +86,11 @@ class DataSpec:
         val_fraction: share of the training data held out for validation, in ``[0, 1)``.
         subset_fraction: train (and test) on this seeded fraction only, in ``(0, 1]``.
         seed: seed of the subset, the split and of toy data draws.
+        lazy: read samples on access instead of into memory (image folders, ``.npy`` arrays,
+            uncompressed IDX files; ``hf:`` sources are always read on access). A placement
+            option: the values, and so the run, are the same either way.
+        cache: with ``lazy`` on an image folder: keep a uint8 copy of every decoded image in
+            memory once it fits (a placement option too).
     """
 
     spec: str = "digits"
@@ -95,6 +100,8 @@ class DataSpec:
     val_fraction: float = 0.1
     subset_fraction: float = 1.0
     seed: int = 0
+    lazy: bool = False
+    cache: bool = False
 
     def __post_init__(self) -> None:
         owner = "DataSpec"
@@ -123,6 +130,14 @@ class DataSpec:
         )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise TypeError(f"{owner}: seed must be an integer, got {self.seed!r}")
+        check_bool(owner, "lazy", self.lazy)
+        check_bool(owner, "cache", self.cache)
+        if self.cache and not self.lazy:
+            raise ValueError(f"{owner}: cache=True applies to lazy data; set lazy=True too")
+
+
+#: DataSpec fields that say how data is read, not what it is (a resume or replay may change them).
+_DATA_PLACEMENT = ("lazy", "cache")
 
 
 @dataclass
@@ -224,18 +239,36 @@ class RunSpec:
             seed=seed,
         )
 
-    def with_placement(self, *, device: str | None = None, progress: bool | None = None) -> RunSpec:
-        """The same run on another device or with(out) progress bars (neither changes results
-        on the same kind of device)."""
+    def with_placement(
+        self,
+        *,
+        device: str | None = None,
+        progress: bool | None = None,
+        num_workers: int | None = None,
+        pin_memory: bool | None = None,
+        lazy: bool | None = None,
+        cache: bool | None = None,
+    ) -> RunSpec:
+        """The same run placed differently: another device, progress bars, DataLoader workers,
+        pinned memory, lazy reading or its cache (none of them changes results on the same kind
+        of device). None leaves a setting as it is."""
         changes: dict[str, Any] = {}
-        if device is not None:
-            changes["device"] = device
-        if progress is not None:
-            changes["progress"] = progress
-        if not changes:
+        for name, value in (
+            ("device", device),
+            ("progress", progress),
+            ("num_workers", num_workers),
+            ("pin_memory", pin_memory),
+        ):
+            if value is not None:
+                changes[name] = value
+        data_changes = {
+            name: value for name, value in (("lazy", lazy), ("cache", cache)) if value is not None
+        }
+        if not changes and not data_changes:
             return self
         prior = replace(self.prior_train, **changes) if self.prior_train is not None else None
-        return replace(self, train=replace(self.train, **changes), prior_train=prior)
+        data = replace(self.data, **data_changes) if data_changes else self.data
+        return replace(self, data=data, train=replace(self.train, **changes), prior_train=prior)
 
 
 def _only_fields(cls: type, where: str, values: Any, ignore: tuple[str, ...] = ()) -> dict:
@@ -288,19 +321,35 @@ def load_run_data(
 
     spec = data.spec
     folder = Path(spec).is_dir()
+    hf = spec.startswith("hf:")
     options: dict[str, Any] = {}
-    if folder and (data.image_size is not None or data.color != "auto"):
+    if (folder or hf) and (data.image_size is not None or data.color != "auto"):
         options["image_size"] = tuple(data.image_size) if data.image_size else None
         options["mode"] = {"auto": None, "gray": "L", "rgb": "RGB"}[data.color]
         options["fit"] = data.fit
     elif data.color != "auto":
-        raise ValueError(f"color={data.color!r} applies to image folders only, not {spec!r}")
+        raise ValueError(
+            f"color={data.color!r} applies to image folders only (and hf: sources), not {spec!r}"
+        )
+    if data.lazy and not hf:  # hf: sources are always read on access
+        if spec.startswith(("digits", "toy:")):
+            raise ValueError(f"lazy=True applies to files and folders, not to {spec!r}")
+        options["lazy"] = True
+    if data.cache:
+        if not folder:
+            raise ValueError(f"cache=True applies to lazy image folders, not to {spec!r}")
+        options["cache"] = True
+    if data.lazy and data.image_size is not None and not (folder or hf):
+        raise ValueError(
+            f"image_size resizes data held in memory; {spec!r} with lazy=True is read as "
+            "stored (drop lazy, or resize the files)"
+        )
     train_all = load_dataset(spec, split="train", seed=data.seed, **options)
     test = None
     if spec.startswith(("fashion-mnist", "mnist")):
-        test = load_dataset(spec, split="test")
+        test = load_dataset(spec, split="test", **({"lazy": True} if data.lazy else {}))
         test.name = f"{test.name}-test"
-    if data.image_size is not None and not folder:
+    if data.image_size is not None and not (folder or hf):
         train_all = _resize(train_all, data.image_size, data.fit)
         test = _resize(test, data.image_size, data.fit) if test is not None else None
     if data.subset_fraction < 1:
@@ -430,11 +479,12 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
     def strip(record: dict[str, Any]) -> dict[str, Any]:
         model = _as_dict(record.get("model"))
+        data = _as_dict(record.get("data"))
         out: dict[str, Any] = {
-            "data": _as_dict(record.get("data")),
+            "data": {k: v for k, v in data.items() if k not in _DATA_PLACEMENT},
             "model": {"class": model.get("class"), "config": model.get("config")},
             # 0.1.0's records have no seed: the model was seeded with the data seed.
-            "seed": record.get("seed", _as_dict(record.get("data")).get("seed")),
+            "seed": record.get("seed", data.get("seed")),
         }
         for stage in ("train", "prior_train"):
             settings = record.get(stage)
