@@ -65,7 +65,9 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> argparse.Arg
         action="store_true",
         help="skip the sample-quality figures (written as null)",
     )
-    q.add_argument("--seed", type=non_negative_int, default=0, help="seed of the samples and of KID's subsets")
+    q.add_argument(
+        "--seed", type=non_negative_int, default=0, help="seed of the samples and of KID's subsets"
+    )
     e.set_defaults(handler=run)
     return e
 
