@@ -15,9 +15,9 @@ Figures and their units:
   e.g. MaskGIT), the batch-size-weighted mean of each figure ``name`` of
   ``prior.loss(codes).losses``;
 - ``reconstruction_dataset_fd``, ``sample_dataset_fd``: the *dataset* Fréchet distance
-  (:func:`vqkit.train.frechet.dataset_frechet_distance`, Heusel et al. 2017, arXiv:1706.08500)
+  (``vqkit.train.frechet.dataset_frechet_distance``, Heusel et al. 2017, arXiv:1706.08500)
   between the features of held-out images and those of their reconstructions / of as many
-  samples from the model, in the features of a :class:`~vqkit.train.frechet.DatasetClassifier`
+  samples from the model, in the features of a ``DatasetClassifier``
   trained on the run's training split (not FID: it compares models on one dataset only);
   ``reconstruction_kid``, ``sample_kid`` (and ``_std``): KID in the same features
   (Bińkowski et al. 2018, arXiv:1801.01401); ``sample_quality_num``: images per set;
@@ -56,7 +56,7 @@ __all__ = [
     "reconstruct",
 ]
 
-#: The sample-quality figures :func:`evaluate_sample_quality` writes for every model (None where
+#: The sample-quality figures ``evaluate_sample_quality`` writes for every model (None where
 #: they do not apply: no prior to sample, or data that are not images).
 SAMPLE_QUALITY_KEYS = (
     "reconstruction_dataset_fd",
@@ -77,8 +77,8 @@ def _batches(data: Dataset | torch.Tensor, batch_size: int, device) -> Iterator[
     """Every example of ``data`` in order, ``batch_size`` at a time, on ``device``.
 
     ``data`` is a tensor ``(N, ...)`` or any map-style dataset whose items are tensors (an
-    :class:`~vqkit.data.ArrayDataset` or a lazy one read on access, such as
-    :class:`~vqkit.data.ImageFolderDataset`), read by :func:`vqkit.data.loader.sequential_batches`.
+    ``ArrayDataset`` or a lazy one read on access, such as
+    ``ImageFolderDataset``), read by ``vqkit.data.loader.sequential_batches``.
     """
     check_positive_int("evaluate", "batch_size", batch_size)
     if isinstance(data, torch.Tensor):
@@ -255,8 +255,8 @@ def evaluate_sample_quality(
     The real set is the first ``min(num_samples, len(data))`` images of ``data``; the
     reconstructions are theirs; the samples are as many draws from the model (a discrete model's
     prior, decoded; a continuous model's ``sample``), seeded by ``seed``. Features come from
-    ``classifier`` (a :class:`~vqkit.train.frechet.DatasetClassifier`). Every key of
-    :data:`SAMPLE_QUALITY_KEYS` is returned; those that do not apply are None (no classifier,
+    ``classifier`` (a ``DatasetClassifier``). Every key of
+    ``SAMPLE_QUALITY_KEYS`` is returned; those that do not apply are None (no classifier,
     data that are not images, fewer than 2 images, or a discrete model without a prior for the
     sample figures).
 
@@ -347,14 +347,14 @@ def evaluate_model(
     None, the prior's figures (exact NLL and ``bits_per_latent`` if ``prior.exact_likelihood``,
     else the figures of ``prior.loss``, e.g. MaskGIT's masked-token NLL). ``family ==
     "continuous"``: reconstruction and ELBO. With a ``classifier``, the sample-quality figures
-    of :func:`evaluate_sample_quality` too (``num_samples`` images per set).
+    of ``evaluate_sample_quality`` too (``num_samples`` images per set).
 
     Args:
         model: the model.
         data: the images (or points) to score: any map-style dataset, lazy ones included.
         batch_size: evaluation batch size.
         seed: seed of the ELBO's posterior samples and of the sample-quality draws.
-        classifier: a :class:`~vqkit.train.frechet.DatasetClassifier`, or None to leave the
+        classifier: a ``DatasetClassifier``, or None to leave the
             sample-quality figures out.
         num_samples: images per set of the sample-quality figures.
     """
