@@ -91,7 +91,8 @@ def _batches(data: Dataset | torch.Tensor, batch_size: int, device) -> Iterator[
         return
     if not isinstance(data, Dataset) or not hasattr(data, "__len__"):
         raise TypeError(
-            f"evaluate: data must be a map-style Dataset or a tensor, got {type(data).__name__}"
+            f"evaluate: data must be a dataset (an ArrayDataset or a tensor, or a lazy map-style "
+            f"Dataset), got {type(data).__name__}"
         )
     if len(data) == 0:
         name = getattr(data, "name", type(data).__name__)
