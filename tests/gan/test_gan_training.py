@@ -201,3 +201,27 @@ def test_recipe_trains_the_gan_and_saves_the_generator(tmp_path, images):
     assert set(loaded.state_dict()) == set(model.state_dict())
     for key, value in model.state_dict().items():
         assert torch.equal(value, loaded.state_dict()[key]), key
+
+
+def test_cli_trains_a_vqgan_preset_then_its_prior(tmp_path):
+    from vqkit.cli import main
+
+    out = tmp_path / "run"
+    argv = [
+        "train",
+        "--model",
+        "vqgan-digits",
+        "--subset",
+        "0.05",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+    ]
+    argv += ["--prior-epochs", "1", "--model-config", '{"disc_start": 2}', "--no-progress"]
+    assert main([*argv, "--out", str(out)]) == 0
+    record = json.loads((out / "vqvae" / "metrics.jsonl").read_text().splitlines()[0])
+    assert record["train/disc_active"] > 0
+    assert record["train/d_loss"] > 0
+    assert (out / "prior" / "metrics.jsonl").read_text()
+    assert isinstance(load_run_model(out), VQGAN)
