@@ -264,10 +264,11 @@ def spec_from_args(args: argparse.Namespace):
 def _has_prior(name: str, model_config: dict) -> bool:
     """Whether the model the options name is a discrete model with a prior."""
     import vqkit
-    from vqkit.models.presets import PRESETS
+    from vqkit.models.presets import GAN_PRESETS, PRESETS
 
-    if name in PRESETS:
-        return model_config.get("prior", PRESETS[name].config.get("prior")) is not None
+    if name in PRESETS or name in GAN_PRESETS:
+        preset = PRESETS.get(name) or GAN_PRESETS[name]
+        return model_config.get("prior", preset.config.get("prior")) is not None
     try:
         cls = vqkit.get("model", name)
     except KeyError as exc:

@@ -363,9 +363,9 @@ def load_run_data(
 
 # ---- model --------------------------------------------------------------------------------------
 def _family(name: str) -> str:
-    from vqkit.models.presets import PRESETS
+    from vqkit.models.presets import GAN_PRESETS, PRESETS
 
-    if name in PRESETS:
+    if name in PRESETS or name in GAN_PRESETS:
         return "discrete"
     cls = get("model", name)
     problems = contract_problems("model", cls)
@@ -379,7 +379,7 @@ def _family(name: str) -> str:
 
 def resolve_model_config(spec: RunSpec, sample_shape: tuple[int, ...]) -> dict[str, Any]:
     """``spec.model_config`` with the sizes the data fixes filled in where they are left out."""
-    from vqkit.models.presets import PRESETS, preset_config
+    from vqkit.models.presets import GAN_PRESETS, PRESETS, gan_preset_config, preset_config
 
     config = copy.deepcopy(spec.model_config)
     name = spec.model
@@ -400,6 +400,8 @@ def resolve_model_config(spec: RunSpec, sample_shape: tuple[int, ...]) -> dict[s
     c, h, w = sample_shape
     config.setdefault("image_size", [h, w])
     full = preset_config(name, **config) if name in PRESETS else config
+    if name in GAN_PRESETS:
+        full = gan_preset_config(name, **config)
     encoder = full.get("encoder")
     if isinstance(encoder, dict) and encoder.get("in_channels") != c:
         given = config.get("encoder")

@@ -5,6 +5,18 @@ returns an object with a scalar ``loss`` and a dict ``losses`` of named scalar t
 optional ``quantizer`` output whose ``perplexity`` is shown live. Everything else (VQ-VAE, priors
 over codes, VAEs) plugs in through that contract.
 
+A VQ-GAN (a model with ``generator_loss``, ``discriminator_loss`` and ``build_discriminator``,
+i.e. :class:`vqkit.models.VQGAN`) trained with the default objective is trained adversarially, as
+in *Taming Transformers for High-Resolution Image Synthesis* (Esser et al. 2021,
+arXiv:2012.09841; taming's ``VQModel.training_step``): every step is a generator update followed,
+from ``disc_start`` on, by a discriminator update. The two updates have their own Adam parameter
+groups (their own learning rates, ``disc_lr``; taming's β = (0.5, 0.9) by default). Adam's state
+is per parameter and a parameter without a gradient is skipped, so one optimizer holding the
+two disjoint groups is exactly two optimizers, and it goes into the checkpoint format unchanged;
+the discriminator goes into the checkpoint's ``model.safetensors`` beside the generator (keys
+``generator.*`` and ``discriminator.*``). The model itself (``Trainer.model``) stays the
+generator only.
+
 What it does: Adam/AdamW, a number of epochs or of optimizer steps, validation after each epoch
 with early stopping, gradient clipping, optional bf16 autocast, a tqdm bar with the loss and the
 codebook perplexity, one JSON line of metrics per epoch (``metrics.jsonl``), atomic checkpoints
@@ -75,6 +87,29 @@ def _logs_of(output: Any) -> dict[str, torch.Tensor]:
     return logs
 
 
+_GAN_BETAS = (0.5, 0.9)
+
+
+def is_gan_model(model: nn.Module) -> bool:
+    """Whether ``model`` is trained adversarially by the default objective (a ``VQGAN``)."""
+    return all(
+        callable(getattr(model, name, None))
+        for name in ("generator_loss", "discriminator_loss", "build_discriminator")
+    )
+
+
+class _GANModules(nn.Module):
+    """The generator and its discriminator as one module: what a GAN checkpoint holds."""
+
+    def __init__(self, generator: nn.Module, discriminator: nn.Module) -> None:
+        super().__init__()
+        self.generator = generator
+        self.discriminator = discriminator
+        config = getattr(generator, "_hub_mixin_config", None)
+        if isinstance(config, dict):  # so a resume with another model config is refused
+            self._hub_mixin_config = dict(config)
+
+
 class _ObjectiveModule(nn.Module):
     """Runs the objective inside ``forward`` so DistributedDataParallel sees the whole step."""
 
@@ -116,6 +151,20 @@ class Trainer:
         callbacks: functions ``f(trainer, step, logs)`` called after every optimizer step (on
             every process).
         name: prefix of the progress bar.
+        discriminator: GAN only: the discriminator to train (default: a fresh
+            ``model.build_discriminator()``). After ``fit`` it is ``trainer.discriminator``.
+        perceptual: GAN only: the perceptual distance (e.g. ``vqkit.losses.LPIPS``), required
+            when ``model.perceptual_weight > 0``; it is not trained.
+        disc_lr: GAN only: the discriminator's learning rate (default: ``config.lr``); it
+            follows the same warmup and schedule as ``lr`` (scaled by ``disc_lr / lr``).
+        gan_betas: GAN only: Adam's (β1, β2) of both updates (taming: (0.5, 0.9));
+            ``config.betas`` must be left at its default for a GAN.
+
+    A GAN's logged terms (per step, averaged per epoch in ``metrics.jsonl`` as ``train/...``):
+    ``rec``, ``perceptual``, ``quantizer``, ``nll``, ``g_loss``, ``lambda``, ``total``,
+    ``d_loss``, ``logits_real``, ``logits_fake``, ``r1``, ``disc_active``, ``loss`` (the
+    generator's total) and ``perplexity``. Validation is the model's plain forward (the VQ-VAE
+    objective). GAN training under torchrun (DDP) is not supported yet and raises.
 
     Example::
 
@@ -135,6 +184,10 @@ class Trainer:
         resume: bool = True,
         callbacks: Sequence[StepCallback] = (),
         name: str = "train",
+        discriminator: nn.Module | None = None,
+        perceptual: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        disc_lr: float | None = None,
+        gan_betas: tuple[float, float] = _GAN_BETAS,
         **overrides: Any,
     ) -> None:
         if not isinstance(model, nn.Module):
@@ -159,6 +212,65 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.name = name
         self.step = 0
+        self.gan = objective is None and is_gan_model(model)
+        self._setup_gan(discriminator, perceptual, disc_lr, gan_betas)
+
+    def _setup_gan(self, discriminator, perceptual, disc_lr, gan_betas) -> None:
+        from vqkit._checks import check_number
+
+        owner = "Trainer"
+        given = {
+            "discriminator": discriminator is not None,
+            "perceptual": perceptual is not None,
+            "disc_lr": disc_lr is not None,
+            "gan_betas": tuple(gan_betas) != _GAN_BETAS
+            if isinstance(gan_betas, (tuple, list))
+            else True,
+        }
+        self.discriminator = None
+        self.perceptual = perceptual
+        if not self.gan:
+            if any(given.values()):
+                names = sorted(k for k, v in given.items() if v)
+                custom = self.objective is not default_objective
+                how = "a custom objective" if custom else "its objective"
+                raise ValueError(
+                    f"{owner}: {names} apply to adversarial (VQ-GAN) training only; "
+                    f"{type(self.model).__name__} with "
+                    f"{how} is not trained adversarially"
+                )
+            return
+        if discriminator is not None and not isinstance(discriminator, nn.Module):
+            raise TypeError(
+                f"{owner}: discriminator must be an nn.Module or None, got "
+                f"{type(discriminator).__name__}"
+            )
+        if perceptual is not None and not callable(perceptual):
+            raise TypeError(f"{owner}: perceptual must be callable, got {perceptual!r}")
+        if getattr(self.model, "perceptual_weight", 0) > 0 and perceptual is None:
+            raise ValueError(
+                f"{owner}: the model has perceptual_weight={self.model.perceptual_weight} but no "
+                "perceptual network was given: pass perceptual=vqkit.losses.LPIPS(weights=...) "
+                "(docs/vqgan.md says which weights) or build the model with perceptual_weight=0"
+            )
+        if not isinstance(gan_betas, (tuple, list)) or len(gan_betas) != 2:
+            raise ValueError(f"{owner}: gan_betas must be a pair (beta1, beta2), got {gan_betas!r}")
+        self.gan_betas = tuple(
+            check_number(owner, "gan_betas", b, low=0.0, high=1.0, high_open=True)
+            for b in gan_betas
+        )
+        if tuple(self.config.betas) != TrainConfig().betas:
+            raise ValueError(
+                f"{owner}: a VQ-GAN is trained with gan_betas={self.gan_betas} (taming's Adam "
+                f"betas); config.betas={tuple(self.config.betas)} would be ignored: leave it at "
+                "its default and pass gan_betas=... instead"
+            )
+        self.disc_lr = (
+            self.config.lr
+            if disc_lr is None
+            else check_number(owner, "disc_lr", disc_lr, low=0.0, low_open=True)
+        )
+        self._given_discriminator = discriminator
 
     # ---- public -------------------------------------------------------------------------------
     @property
@@ -182,7 +294,29 @@ class Trainer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         if not params:
             raise ValueError("the model has no parameters with requires_grad=True to train")
-        self.optimizer = self._make_optimizer(params)
+        self._saved: nn.Module = self.model
+        self._lr_scales = [1.0]
+        if self.gan:
+            if dist_info.distributed:
+                raise NotImplementedError(
+                    "adversarial (VQ-GAN) training under torchrun is not supported yet; train "
+                    "it in one process"
+                )
+            disc = self._given_discriminator
+            if disc is None:  # its own seed: the global RNG stream stays the VQ-VAE's
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(cfg.seed + 1)
+                    disc = self.model.build_discriminator()
+            self.discriminator = disc.to(device)
+            if isinstance(self.perceptual, nn.Module):
+                self.perceptual.to(device)
+            self._saved = _GANModules(self.model, self.discriminator)
+            self.optimizer = self._make_optimizer(
+                [{"params": params}, {"params": list(self.discriminator.parameters())}]
+            )
+            self._lr_scales = [1.0, self.disc_lr / self.config.lr]
+        else:
+            self.optimizer = self._make_optimizer(params)
         self._wrapped = _ObjectiveModule(self.model, self.objective)
         runner: nn.Module = self._wrapped
         if dist_info.distributed:
@@ -314,10 +448,11 @@ class Trainer:
         return iterate_batches(data, indices, num_workers=cfg.num_workers, pin_memory=pin)
 
     # ---- steps --------------------------------------------------------------------------------
-    def _make_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    def _make_optimizer(self, params: list) -> torch.optim.Optimizer:
         cfg = self.config
         cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-        return cls(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        betas = self.gan_betas if self.gan else cfg.betas
+        return cls(params, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
 
     def _total_steps(self) -> int | None:
         cfg = self.config
@@ -344,8 +479,10 @@ class Trainer:
     ) -> dict[str, torch.Tensor]:
         cfg = self.config
         lr = self._lr_at(self.step, total)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        for group, scale in zip(self.optimizer.param_groups, self._lr_scales, strict=True):
+            group["lr"] = lr * scale
+        if self.gan:
+            return self._gan_step(batch)
         self.optimizer.zero_grad(set_to_none=True)
         with self._autocast(self.dist.device):
             loss, logs = runner(batch)
@@ -354,6 +491,49 @@ class Trainer:
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
             logs["grad_norm"] = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip).detach()
         self.optimizer.step()
+        return logs
+
+    def _gan_step(self, batch: Any) -> dict[str, torch.Tensor]:
+        """Generator update, then (from ``disc_start`` on) discriminator update."""
+        cfg = self.config
+        model, disc, step = self.model, self.discriminator, self.step
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        disc.train()
+        generator_group, disc_group = self.optimizer.param_groups
+        # Generator: the discriminator takes no gradient, so its group is skipped by step().
+        disc.requires_grad_(False)
+        try:
+            self.optimizer.zero_grad(set_to_none=True)
+            with self._autocast(self.dist.device):
+                loss, logs, out = model.generator_loss(x, disc, step, self.perceptual)
+            loss.float().backward()
+        finally:
+            disc.requires_grad_(True)
+        if cfg.grad_clip is not None:
+            logs["grad_norm"] = torch.nn.utils.clip_grad_norm_(
+                generator_group["params"], cfg.grad_clip
+            ).detach()
+        self.optimizer.step()
+        # Discriminator: on the real batch and this step's detached reconstructions.
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._autocast(self.dist.device):
+            d_loss, d_logs = model.discriminator_loss(x, out.reconstruction, disc, step)
+        active = model.adversarial_active(step)
+        if active and d_loss.requires_grad:
+            d_loss.float().backward()
+            if cfg.grad_clip is not None:
+                d_logs["disc_grad_norm"] = torch.nn.utils.clip_grad_norm_(
+                    disc_group["params"], cfg.grad_clip
+                ).detach()
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        logs.update(d_logs)
+        logs = {k: v.detach().float() for k, v in logs.items()}
+        logs["disc_active"] = torch.tensor(float(active), device=x.device)
+        logs["loss"] = logs["total"]
+        perplexity = getattr(out.quantizer, "perplexity", None)
+        if isinstance(perplexity, torch.Tensor) and perplexity.numel() == 1:
+            logs["perplexity"] = perplexity.detach().float().reshape(())
         return logs
 
     # ---- epochs, validation, early stopping ---------------------------------------------------
@@ -427,7 +607,7 @@ class Trainer:
         if self.resume:  # the newest intact checkpoint, refused if the settings changed
             found = load_latest_checkpoint(
                 self.checkpoint_dir,
-                model=self.model,
+                model=self._saved,
                 optimizer=self.optimizer,
                 config=cfg.to_dict(),
             )
@@ -458,7 +638,7 @@ class Trainer:
             save_checkpoint(
                 self.checkpoint_dir,
                 self._save_index,
-                model=self.model,
+                model=self._saved,
                 optimizer=self.optimizer,
                 state={k: v for k, v in state.items() if k != "resumed_from"},
                 best_model=self._best_weights,
