@@ -104,3 +104,21 @@ def test_sample_and_eval_paths(run_dir, capsys):
         code, err = _run(argv, capsys)
         assert code == 2, (argv, err)
         assert needle in err, (argv, err)
+
+
+def test_sample_too_many_is_out_of_memory_not_allocator_text(run_dir, capsys):
+    code, err = _run(["sample", str(run_dir / "run" / "model"), "-n", "100000000000"], capsys)
+    assert code == 1
+    assert "out of memory" in err
+    assert "--num" in err
+    assert "alloc_cpu" not in err
+
+
+def test_push_unreachable_hub_says_what_to_check(run_dir, capsys, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    code, err = _run(["push", str(run_dir / "run" / "model"), "user/repo", "--token", "x"], capsys)
+    assert code == 1
+    assert "cannot push to 'user/repo'" in err
+    assert "network" in err
