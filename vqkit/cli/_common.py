@@ -215,6 +215,11 @@ def one_line(exc: BaseException) -> str:
         text = str(exc.args[0])
     else:
         text = str(exc) or type(exc).__name__
+    if isinstance(exc, MemoryError) or "can't allocate memory" in text:
+        return (
+            "out of memory: the request is larger than this machine can hold; use a smaller "
+            "-n / --num or --batch-size"
+        )
     return " ".join(text.split())
 
 

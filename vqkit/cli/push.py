@@ -34,7 +34,9 @@ def run(args: argparse.Namespace) -> int:
         url = model.push_to_hub(
             args.repo_id, private=args.private, token=args.token, commit_message=args.message
         )
-    except OSError as exc:  # huggingface_hub's HTTP and network errors
+    except Exception as exc:  # huggingface_hub's HTTP and network errors (OSError or httpx's)
+        if not (isinstance(exc, OSError) or type(exc).__module__.startswith("httpx")):
+            raise
         raise CLIError(
             f"cannot push to {args.repo_id!r} ({type(exc).__name__}: {one_line(exc)}); check "
             "the network and your token (`hf auth login`)",
