@@ -150,6 +150,9 @@ class DiscreteModel(Protocol):
     """
 
     family: ClassVar[Literal["discrete"]]
+    #: True when the default objective trains it against a discriminator (VQ-GAN): the trainer
+    #: then runs a generator and a discriminator update per step.
+    adversarial: ClassVar[bool]
     codebook_size: int
     image_size: tuple[int, int] | None
     latent_size: tuple[int, int] | None
@@ -215,7 +218,7 @@ CLASS_ATTRIBUTES: dict[str, tuple[str, ...]] = {"prior": ("domain", "exact_likel
 FAMILY_REQUIREMENTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "discrete": (
         ("encode_indices", "decode_indices", "prior_loss", "generate"),
-        ("codebook_size", "image_size", "latent_size", "prior"),
+        ("adversarial", "codebook_size", "image_size", "latent_size", "prior"),
     ),
     "continuous": (("reconstruct", "elbo", "sample"), ("latent_dim", "prior")),
 }

@@ -28,7 +28,7 @@ multiplies the commitment term ``‖z − sg(e)‖²``; ``tests/gan`` checks it 
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -115,6 +115,8 @@ class VQGAN(
         - Codes: (B, h, w)
         - Output: ``VQVAEOutput``; ``generator_loss`` returns the GAN objective
     """
+
+    adversarial: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -147,6 +147,7 @@ class VQVAE(
     """
 
     family: ClassVar[str] = "discrete"
+    adversarial: ClassVar[bool] = False
 
     def __init__(
         self,

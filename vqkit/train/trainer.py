@@ -91,11 +91,10 @@ _GAN_BETAS = (0.5, 0.9)
 
 
 def is_gan_model(model: nn.Module) -> bool:
-    """Whether ``model`` is trained adversarially by the default objective (a ``VQGAN``)."""
-    return all(
-        callable(getattr(model, name, None))
-        for name in ("generator_loss", "discriminator_loss", "build_discriminator")
-    )
+    """Whether ``model`` is trained adversarially by the default objective (a ``VQGAN``): what the
+    discrete-model contract's ``adversarial`` declares (``vqkit.contracts.DiscreteModel``)."""
+    # Any nn.Module can be trained; only registered discrete models declare a family.
+    return getattr(model, "family", None) == "discrete" and model.adversarial
 
 
 class _GANModules(nn.Module):
