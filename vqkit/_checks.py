@@ -18,6 +18,7 @@ __all__ = [
     "check_bool",
     "check_choice",
     "check_generator",
+    "check_input_dtype",
     "check_int",
     "check_non_negative_int",
     "check_number",
@@ -128,3 +129,21 @@ def check_positive_ints(
         which = "a list" if allow_empty else "a non-empty list"
         raise ValueError(f"{owner}: {name} must be {which} of positive ints, got {value!r}")
     return list(value)
+
+
+def check_input_dtype(
+    owner: str, x: torch.Tensor, module: torch.nn.Module, name: str = "input"
+) -> None:
+    """Refuse a floating input whose dtype is not that of ``module``'s parameters.
+
+    Outside autocast, torch would fail later with "Input type (double) and bias type (float)
+    should be the same"; under autocast the operators cast for themselves, so nothing is checked.
+    """
+    if torch.is_autocast_enabled(x.device.type):
+        return
+    param = next(module.parameters(), None)
+    if param is not None and x.dtype != param.dtype:
+        raise TypeError(
+            f"{owner}: {name} has dtype {x.dtype} but the parameters are {param.dtype}; convert "
+            f"the input (x.to({param.dtype})) or the module (module.to(...)) first"
+        )

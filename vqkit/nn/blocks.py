@@ -24,7 +24,12 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from vqkit._checks import check_non_negative_int, check_positive_int, check_real_device
+from vqkit._checks import (
+    check_input_dtype,
+    check_non_negative_int,
+    check_positive_int,
+    check_real_device,
+)
 from vqkit._registry import register
 
 __all__ = [
@@ -223,6 +228,7 @@ class ResNetEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_image(x, self.in_channels, self.downsample_factor, type(self).__name__)
+        check_input_dtype(type(self).__name__, x, self)
         h = self.residual(self.trunk(x))  # (B, hidden, H/f, W/f)
         return self.project(h)  # (B, D, H/f, W/f)
 
@@ -294,6 +300,7 @@ class ResNetDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         _check_image(z, self.in_channels, 1, type(self).__name__)
+        check_input_dtype(type(self).__name__, z, self)
         h = self.residual(self.stem(z))  # (B, hidden, h, w)
         return self.head(h)  # (B, C, h*f, w*f)
 
@@ -363,6 +370,7 @@ class ConvEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_image(x, self.in_channels, self.downsample_factor, type(self).__name__)
+        check_input_dtype(type(self).__name__, x, self)
         return self.net(x)  # (B, D, H/f, W/f)
 
     def extra_repr(self) -> str:
@@ -415,6 +423,7 @@ class ConvDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         _check_image(z, self.in_channels, 1, type(self).__name__)
+        check_input_dtype(type(self).__name__, z, self)
         return self.net(z)  # (B, C, h*f, w*f)
 
     def extra_repr(self) -> str:

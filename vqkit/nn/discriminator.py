@@ -17,7 +17,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vqkit._checks import check_bool, check_choice, check_positive_int, check_real_device
+from vqkit._checks import (
+    check_bool,
+    check_choice,
+    check_input_dtype,
+    check_positive_int,
+    check_real_device,
+)
 from vqkit._registry import register
 
 __all__ = ["PatchGANDiscriminator", "patchgan_receptive_field"]
@@ -137,6 +143,7 @@ class PatchGANDiscriminator(nn.Module):
             )
         if not x.dtype.is_floating_point:
             raise TypeError(f"{owner}: expected floating-point images, got {x.dtype}")
+        check_input_dtype(owner, x, self)
         if x.shape[0] == 0:
             raise ValueError(f"{owner}: got an empty batch {tuple(x.shape)}")
         smallest = 3 * 2**self.n_layers

@@ -31,7 +31,13 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from vqkit._checks import check_int, check_number, check_positive_int, check_real_device
+from vqkit._checks import (
+    check_input_dtype,
+    check_int,
+    check_number,
+    check_positive_int,
+    check_real_device,
+)
 from vqkit._registry import register
 
 __all__ = ["AttentionBlock", "TamingDecoder", "TamingEncoder", "TamingResBlock"]
@@ -289,6 +295,7 @@ class TamingEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(type(self).__name__, x, self.in_channels, self.downsample_factor, "images")
+        check_input_dtype(type(self).__name__, x, self)
         h = self.conv_in(x)  # (B, ch, H, W)
         for level in self.levels:
             h = level(h)  # (B, ch·mult, H/2^i, W/2^i)
@@ -389,6 +396,7 @@ class TamingDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         _check_input(type(self).__name__, z, self.in_channels, 1, "latents")
+        check_input_dtype(type(self).__name__, z, self)
         h = z if self.post_quant_conv is None else self.post_quant_conv(z)  # (B, z, h, w)
         h = self.mid(self.conv_in(h))  # (B, ch·mult[-1], h, w)
         for level in self.levels:

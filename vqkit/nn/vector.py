@@ -24,7 +24,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from vqkit._checks import check_bool, check_positive_int, check_positive_ints, check_real_device
+from vqkit._checks import (
+    check_bool,
+    check_input_dtype,
+    check_positive_int,
+    check_positive_ints,
+    check_real_device,
+)
 from vqkit._registry import register
 from vqkit.nn.blocks import strided_convs, strided_transposed_convs
 
@@ -80,6 +86,7 @@ class _MLP(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(self, x, (self.in_features,))
+        check_input_dtype(type(self).__name__, x, self)
         return super().forward(x)  # (B, out_features)
 
     def extra_repr(self) -> str:
@@ -206,6 +213,7 @@ class ConvVectorEncoder(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(self, x, (self.in_channels, self.image_size, self.image_size))
+        check_input_dtype(type(self).__name__, x, self)
         return super().forward(x)  # (B, out_features)
 
     def extra_repr(self) -> str:
@@ -267,6 +275,7 @@ class ConvVectorDecoder(nn.Sequential):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         _check_input(self, z, (self.in_features,))
+        check_input_dtype(type(self).__name__, z, self)
         return super().forward(z)  # (B, out_channels, image_size, image_size)
 
     def extra_repr(self) -> str:
