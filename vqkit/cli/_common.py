@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,63 +55,52 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 # ---- argument types (each raises ArgumentTypeError: argparse turns it into a usage error) ----
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _argument(
+    name: str,
+    convert: Callable[[str], Any],
+    ok: Callable[[Any], bool],
+    expected: str,
+    out_of_range: str | None = None,
+) -> Callable[[str], Any]:
+    """An argparse type: ``convert(text)``, then ``ok(value)``; each failure names ``expected``
+    (``out_of_range`` for a value that parses but is refused)."""
 
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return value
-
-
-def fraction(low_open: bool) -> Any:
-    """A float in ``(0, 1]`` (``low_open``) or ``[0, 1)``."""
-
-    def parse(text: str) -> float:
-        expected = "(0, 1]" if low_open else "[0, 1)"
+    def parse(text: str) -> Any:
         try:
-            value = float(text)
+            value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected a number in {expected}, got {text!r}"
-            ) from None
-        ok = 0 < value <= 1 if low_open else 0 <= value < 1
-        if not ok:
-            raise argparse.ArgumentTypeError(f"expected a number in {expected}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {out_of_range or expected}, got {text!r}")
         return value
 
+    parse.__name__ = name
     return parse
+
+
+positive_int = _argument("positive_int", int, lambda v: v >= 1, "a positive integer")
+non_negative_int = _argument("non_negative_int", int, lambda v: v >= 0, "an integer >= 0")
+positive_float = _argument(
+    "positive_float",
+    float,
+    lambda v: math.isfinite(v) and v > 0,
+    "a positive number",
+    "a positive finite number",
+)
+non_negative_float = _argument(
+    "non_negative_float",
+    float,
+    lambda v: math.isfinite(v) and v >= 0,
+    "a number >= 0",
+    "a finite number >= 0",
+)
+
+
+def fraction(low_open: bool) -> Callable[[str], float]:
+    """A float in ``(0, 1]`` (``low_open``) or ``[0, 1)``."""
+    if low_open:
+        return _argument("fraction", float, lambda v: 0 < v <= 1, "a number in (0, 1]")
+    return _argument("fraction", float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
 def json_object(text: str) -> dict:
