@@ -3,12 +3,17 @@
 Every vqkit model and standalone prior inherits :class:`HubMixin`, which is
 ``huggingface_hub.PyTorchModelHubMixin`` with vqkit's defaults:
 
-- ``config.json`` is exactly the constructor arguments (minus ``device`` / ``dtype``), so
-  ``Model(**json.load(open("config.json")))`` rebuilds the architecture;
+- ``config.json`` is the constructor arguments (minus ``device`` / ``dtype``) plus, as diffusers
+  does, two ``_``-prefixed records: ``_class_name`` (the class that wrote it, e.g. ``"VQVAE"``)
+  and ``_vqkit_version``. Loading drops every ``_``-prefixed key before calling the constructor,
+  so ``Model(**{k: v for k, v in config.items() if not k.startswith("_")})`` rebuilds the
+  architecture;
 - weights are ``model.safetensors`` only: nothing is ever unpickled, there is no ``.bin`` fallback;
   its header metadata records the registered name of the class that wrote it and the vqkit
-  version (``vqkit_class``, ``vqkit_kind``, ``vqkit_version``), so :func:`from_pretrained` can
-  load any vqkit model without being told its class;
+  version (``vqkit_class``, ``vqkit_kind``, ``vqkit_version``). ``from_pretrained`` finds the
+  class from ``_class_name`` (checked against that metadata when both are present), or from the
+  metadata alone for folders written before ``_class_name`` existed, so it can load any vqkit
+  model without being told its class;
 - a downloaded folder is treated as untrusted: ``config.json`` is parsed strictly, the model is
   first built on the ``meta`` device under a size budget implied by the weights file, every tensor's
   name, shape and dtype is compared with the safetensors header, and only then is the model
@@ -22,6 +27,7 @@ The header checks live in :mod:`vqkit._safetensors`, the bounded meta build in
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import json
 import os
@@ -71,6 +77,8 @@ _NOT_CONFIG = ("device", "dtype")  # constructor arguments that describe placeme
 _HUB_KINDS = ("model", "prior")  # registry kinds whose classes save themselves to the Hub
 
 MAX_CONFIG_BYTES = 1 << 20  # a vqkit config.json is a few kB
+CLASS_NAME_KEY = "_class_name"  # config.json's record of the class that wrote it (as diffusers)
+VERSION_KEY = "_vqkit_version"  # ... and of the vqkit version
 
 M = TypeVar("M", bound="HubMixin")
 
@@ -146,8 +154,27 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     return config
 
 
+def split_config(
+    config: dict[str, Any], path: str | os.PathLike
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split a parsed ``config.json`` into constructor arguments and its ``_``-prefixed records.
+
+    Raises:
+        InvalidModelError: ``_class_name`` or ``_vqkit_version`` is not a non-empty string.
+    """
+    records = {k: v for k, v in config.items() if k.startswith("_")}
+    for key in (CLASS_NAME_KEY, VERSION_KEY):
+        value = records.get(key)
+        if key in records and not (isinstance(value, str) and value):
+            raise InvalidModelError(
+                f"{path}: {key} must be a non-empty string, got a JSON {_json_kind(value)} "
+                f"({value!r})"
+            )
+    return {k: v for k, v in config.items() if not k.startswith("_")}, records
+
+
 def _json_kind(value: Any) -> str:
-    return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
         type(value), "number"
     )
 
@@ -280,7 +307,43 @@ def _hub_classes() -> list[tuple[str, str, type]]:
     ]
 
 
-def _class_on_record(header: SafetensorsHeader, config: dict, where: str, weights: str) -> type:
+def _class_on_record(
+    header: SafetensorsHeader, config: dict, class_name: str | None, where: str, weights: str
+) -> type:
+    """The class named by ``_class_name``, agreeing with the weights' metadata when it has one."""
+    if class_name is None:  # folders written before config.json recorded the class
+        return _class_in_metadata(header, config, where, weights)
+    hub_classes = [cls for _, _, cls in _hub_classes()]
+    named = [cls for cls in dict.fromkeys(hub_classes) if cls.__name__ == class_name]
+    if not named:
+        known = sorted({cls.__name__ for cls in hub_classes})
+        close = difflib.get_close_matches(class_name, known, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise KeyError(
+            f"cannot load {where}: its {CONFIG_NAME} names class {class_name!r} "
+            f"({CLASS_NAME_KEY}), which is no registered vqkit model or prior (a plugin whose "
+            f"package is not installed?).{hint} Known classes: {', '.join(known)}"
+        )
+    kind, name = header.metadata.get("vqkit_kind"), header.metadata.get("vqkit_class")
+    if kind is None or name is None:
+        if len(named) > 1:
+            raise InvalidModelError(
+                f"cannot load {where}: {CLASS_NAME_KEY} {class_name!r} names "
+                f"{len(named)} registered classes ({', '.join(c.__module__ for c in named)}) and "
+                f"{weights} records no 'vqkit_class'; load it with the class method"
+            )
+        return named[0]
+    recorded = _class_in_metadata(header, config, where, weights)
+    if recorded not in named:
+        raise InvalidModelError(
+            f"{where} contradicts itself: its {CONFIG_NAME} names class {class_name!r} "
+            f"({CLASS_NAME_KEY}) but {weights} was written by {kind} {name!r} "
+            f"({recorded.__name__}); one of the two files was replaced or edited"
+        )
+    return recorded
+
+
+def _class_in_metadata(header: SafetensorsHeader, config: dict, where: str, weights: str) -> type:
     from vqkit import _registry
 
     kind, name = header.metadata.get("vqkit_kind"), header.metadata.get("vqkit_class")
@@ -358,11 +421,11 @@ def _load(cls: type | None, source: str | Path, kwargs: dict[str, Any]) -> Any:
     where = _describe(model_id, download.get("revision"))
 
     config_file = _resolve_file(model_id, CONFIG_NAME, **download)
-    config = read_config(config_file)
+    config, records = split_config(read_config(config_file), config_file)
     weights = _resolve_file(model_id, WEIGHTS_NAME, **download)
     header = read_safetensors_header(weights)
     if cls is None:
-        cls = _class_on_record(header, config, where, weights)
+        cls = _class_on_record(header, config, records.get(CLASS_NAME_KEY), where, weights)
 
     params = inspect.signature(cls.__init__).parameters
     unknown = sorted(k for k in config if k not in params)
@@ -406,7 +469,9 @@ def _load(cls: type | None, source: str | Path, kwargs: dict[str, Any]) -> Any:
 def from_pretrained(pretrained_model_name_or_path: str | Path, **kwargs: Any) -> Any:
     """Load any vqkit model or prior saved by ``save_pretrained``, without naming its class.
 
-    The class is the one recorded in ``model.safetensors`` (its ``vqkit_class`` metadata).
+    The class is the one ``config.json`` names (its ``_class_name``, e.g. ``"VQVAE"``), which
+    must agree with the registered name recorded in ``model.safetensors`` (its ``vqkit_class``
+    metadata); folders written before ``_class_name`` existed are loaded by that metadata alone.
     Folders saved by vqkit 0.1.0 record no class: load those with the class method
     (``vqkit.VQVAE.from_pretrained(...)``); the error lists the classes that fit the config.
 
@@ -415,7 +480,9 @@ def from_pretrained(pretrained_model_name_or_path: str | Path, **kwargs: Any) ->
         **kwargs: as :meth:`HubMixin.from_pretrained`.
 
     Raises:
-        HubError: see :meth:`HubMixin.from_pretrained`.
+        HubError: see :meth:`HubMixin.from_pretrained`; also ``InvalidModelError`` when
+            ``_class_name`` and the weights' ``vqkit_class`` name different classes.
+        KeyError: ``_class_name`` or ``vqkit_class`` names no registered vqkit model or prior.
 
     Example::
 
@@ -451,7 +518,7 @@ class HubMixin(
     # ------------------------------------------------------------------ saving
     @property
     def hub_config(self) -> dict[str, Any]:
-        """The constructor arguments written to ``config.json``."""
+        """The constructor arguments written to ``config.json`` (beside its ``_`` records)."""
         config = dict(self._hub_mixin_config or {})
         for key in _NOT_CONFIG:
             config.pop(key, None)
@@ -532,7 +599,11 @@ class HubMixin(
 
         import vqkit
 
-        config = self._check_config_complete()
+        config = {
+            CLASS_NAME_KEY: type(self).__name__,
+            VERSION_KEY: vqkit.__version__,
+            **self._check_config_complete(),
+        }
         metadata = {"format": "pt", "vqkit_version": vqkit.__version__}
         registered = _registered_name(type(self))
         if registered is not None:

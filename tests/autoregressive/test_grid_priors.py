@@ -139,6 +139,8 @@ def test_hub_round_trip_and_registry(name, tmp_path):
     model = MAKERS[name](num_classes=2).float()
     model.save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
+    assert config.pop("_class_name") == type(model).__name__
+    config = {k: v for k, v in config.items() if not k.startswith("_")}  # the constructor's
     assert config["num_embeddings"] == K
     assert config["num_classes"] == 2
     loaded = type(model).from_pretrained(tmp_path)

@@ -237,7 +237,9 @@ def test_save_load_round_trip_and_determinism(kind, name, tmp_path):
 
     model.save_pretrained(tmp_path)
     assert not list(tmp_path.glob("*.bin")), "weights must be safetensors only"
-    assert json.loads((tmp_path / "config.json").read_text()) == model.hub_config
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["_class_name"] == type(model).__name__
+    assert {k: v for k, v in config.items() if not k.startswith("_")} == model.hub_config
     loaded = type(model).from_pretrained(tmp_path)
     assert not loaded.training
     assert loaded.hub_config == model.hub_config

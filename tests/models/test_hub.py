@@ -42,6 +42,8 @@ def test_saved_files_and_config_equal_the_constructor_arguments(tiny_model, tmp_
         "model.safetensors",
     ]
     config = json.loads((folder / "config.json").read_text())
+    assert config.pop("_class_name") == "VQVAE"
+    assert config.pop("_vqkit_version") == vqkit.__version__
     assert config == {**TINY, "reconstruction_loss": "mse", "data_variance": 1.0}
     assert vqkit.VQVAE(**config).hub_config == config  # config.json rebuilds the model
     weights = load_file(folder / "model.safetensors")
@@ -272,7 +274,11 @@ def test_push_to_hub_uploads_config_weights_and_card(tiny_model, monkeypatch, hf
         "first",
     )
     assert sorted(FakeHfApi.uploaded) == ["README.md", "config.json", "model.safetensors"]
-    assert json.loads(FakeHfApi.uploaded["config.json"]) == tiny_model.hub_config
+    uploaded_config = json.loads(FakeHfApi.uploaded["config.json"])
+    assert uploaded_config["_class_name"] == "VQVAE"
+    assert {k: v for k, v in uploaded_config.items() if not k.startswith("_")} == (
+        tiny_model.hub_config
+    )
     card = FakeHfApi.uploaded["README.md"].decode()
     assert 'VQVAE.from_pretrained("user/vqvae-celeba")' in card
     assert "library_name: vqkit" in card
