@@ -13,6 +13,8 @@ transformer prior's KV-cache sampler O(L) per position instead of O(L²).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -50,7 +52,7 @@ class GridPositions(nn.Module):
 
     def __init__(self, max_size: tuple[int, int], embed_dim: int, device=None, dtype=None) -> None:
         super().__init__()
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.max_size = (int(max_size[0]), int(max_size[1]))
         self.rows = nn.Embedding(self.max_size[0], embed_dim, **kw)
         self.cols = nn.Embedding(self.max_size[1], embed_dim, **kw)
@@ -96,7 +98,7 @@ class Block(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.num_heads, self.causal = num_heads, causal
         self.dropout = check_number("Block", "dropout", dropout, low=0.0, high=1.0, high_open=True)
         self.norm_1 = nn.LayerNorm(embed_dim, **kw)

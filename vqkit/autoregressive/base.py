@@ -9,7 +9,7 @@ add faster exact samplers by implementing ``_sample_<method>``.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -55,7 +55,7 @@ class LogitsHead(nn.Sequential):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         super().__init__(
             nn.ReLU(),
             nn.Conv2d(hidden_channels, head_channels, 1, **kw),

@@ -28,7 +28,7 @@ the stacks: see :mod:`vqkit.autoregressive.gated_sampling`.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -128,7 +128,7 @@ class GatedLayer(nn.Module):
         check_kernel_size(owner, name, kernel_size, 3 if first else 1)
         check_optional_classes(owner, num_classes)
         check_factory(owner, device, dtype)
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.channels, self.kernel_size, self.first = channels, kernel_size, first
         self.pad = kernel_size // 2
         reach = self.pad if first else self.pad + 1  # rows (vertical) / columns (horizontal)
@@ -338,7 +338,7 @@ class GatedPixelCNN(GridPrior, HubMixin):
         check_positive_int(owner, "head_channels", head_channels)
         self.num_classes = check_optional_classes(owner, num_classes)
         check_factory(owner, device, dtype)
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.embedding = nn.Embedding(num_embeddings, hidden_channels, **kw)
         self.layers = nn.ModuleList(
             GatedLayer(

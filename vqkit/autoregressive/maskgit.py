@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -185,7 +185,7 @@ class MaskGIT(nn.Module, HubMixin):
             owner, "cond_drop_prob", cond_drop_prob, low=0.0, high=1.0
         )
         self.mask_id = num_embeddings
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.embedding = nn.Embedding(num_embeddings + 1, embed_dim, **kw)  # + the mask token
         # + a null class, the unconditional model of classifier-free guidance
         self.class_embedding = (

@@ -14,6 +14,8 @@ removes it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -41,7 +43,7 @@ class _ResidualBlock(nn.Module):
     ) -> None:
         super().__init__()
         inner = max(channels // 2, 1)
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.reduce = nn.Conv2d(channels, inner, 1, **kw)
         self.conv = MaskedConv2d(inner, inner, kernel_size, mask_type="B", **kw)
         self.expand = nn.Conv2d(inner, channels, 1, **kw)
@@ -98,7 +100,7 @@ class PixelCNN(GridPrior, HubMixin):
         check_positive_int(owner, "head_channels", head_channels)
         self.num_classes = check_optional_classes(owner, num_classes)
         check_factory(owner, device, dtype)
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.embedding = nn.Embedding(num_embeddings, hidden_channels, **kw)
         self.input_conv = MaskedConv2d(
             hidden_channels, hidden_channels, first_kernel_size, mask_type="A", **kw

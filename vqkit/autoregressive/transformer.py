@@ -25,6 +25,8 @@ filtered inverse CDF, so for the same generator they return the same codes.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from einops import rearrange
 from torch import nn
@@ -160,7 +162,7 @@ class TransformerPrior(GridPrior, HubMixin):
         self.num_classes = (
             None if num_classes is None else check_positive_int(owner, "num_classes", num_classes)
         )
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.embedding = nn.Embedding(num_embeddings, embed_dim, **kw)
         if self.num_classes is None:
             self.start = nn.Parameter(torch.zeros(1, 1, embed_dim, **kw))

@@ -20,6 +20,7 @@ to wire and check sizes.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -79,7 +80,7 @@ def strided_convs(
         - Input: (B, in_channels, H, W)
         - Output: (B, widths[-1], H / 2**n, W / 2**n) for ``n = len(widths)``
     """
-    dd = {"device": device, "dtype": dtype}
+    dd: dict[str, Any] = {"device": device, "dtype": dtype}
     layers: list[nn.Module] = []
     prev = in_channels
     for width in widths:
@@ -108,7 +109,7 @@ def strided_transposed_convs(
         - Input: (B, widths[0], h, w)
         - Output: (B, out_channels, h * 2**n, w * 2**n) for ``n = len(widths)``
     """
-    dd = {"device": device, "dtype": dtype}
+    dd: dict[str, Any] = {"device": device, "dtype": dtype}
     layers: list[nn.Module] = []
     outs = [*widths[1:], out_channels]
     for i, (c_in, c_out) in enumerate(zip(widths, outs, strict=True)):
@@ -144,7 +145,7 @@ class ResidualStack(nn.Module):
     ) -> None:
         super().__init__()
         owner = type(self).__name__
-        dd = {"device": device, "dtype": dtype}
+        dd: dict[str, Any] = {"device": device, "dtype": dtype}
         self.channels = check_positive_int(owner, "channels", channels)
         self.num_layers = check_non_negative_int(owner, "num_layers", num_layers)
         self.hidden_channels = check_positive_int(owner, "hidden_channels", hidden_channels)
@@ -205,7 +206,7 @@ class ResNetEncoder(nn.Module):
     ) -> None:
         super().__init__()
         owner = type(self).__name__
-        dd = {"device": device, "dtype": dtype}
+        dd: dict[str, Any] = {"device": device, "dtype": dtype}
         self.in_channels = check_positive_int(owner, "in_channels", in_channels)
         self.out_channels = check_positive_int(owner, "out_channels", out_channels)
         self.hidden_channels = check_positive_int(owner, "hidden_channels", hidden_channels)
@@ -273,7 +274,7 @@ class ResNetDecoder(nn.Module):
     ) -> None:
         super().__init__()
         owner = type(self).__name__
-        dd = {"device": device, "dtype": dtype}
+        dd: dict[str, Any] = {"device": device, "dtype": dtype}
         self.in_channels = check_positive_int(owner, "in_channels", in_channels)
         self.out_channels = check_positive_int(owner, "out_channels", out_channels)
         self.hidden_channels = check_positive_int(owner, "hidden_channels", hidden_channels)
@@ -357,7 +358,7 @@ class ConvEncoder(nn.Module):
     ) -> None:
         super().__init__()
         owner = type(self).__name__
-        dd = {"device": device, "dtype": dtype}
+        dd: dict[str, Any] = {"device": device, "dtype": dtype}
         self.in_channels = check_positive_int(owner, "in_channels", in_channels)
         self.out_channels = check_positive_int(owner, "out_channels", out_channels)
         self.num_downsamples = check_non_negative_int(owner, "num_downsamples", num_downsamples)
@@ -408,7 +409,7 @@ class ConvDecoder(nn.Module):
     ) -> None:
         super().__init__()
         owner = type(self).__name__
-        dd = {"device": device, "dtype": dtype}
+        dd: dict[str, Any] = {"device": device, "dtype": dtype}
         self.in_channels = check_positive_int(owner, "in_channels", in_channels)
         self.out_channels = check_positive_int(owner, "out_channels", out_channels)
         self.num_upsamples = check_non_negative_int(owner, "num_upsamples", num_upsamples)

@@ -14,6 +14,8 @@ Registered as ``discriminator/patchgan``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -99,7 +101,7 @@ class PatchGANDiscriminator(nn.Module):
         self.norm_groups = check_positive_int(owner, "norm_groups", norm_groups)
         self.spectral_norm = check_bool(owner, "spectral_norm", spectral_norm)
         self.receptive_field = patchgan_receptive_field(n_layers)
-        dd = {"device": device, "dtype": dtype}
+        dd: dict[str, Any] = {"device": device, "dtype": dtype}
         bias = norm != "batch"
 
         def conv(c_in: int, c_out: int, stride: int, with_bias: bool) -> nn.Module:

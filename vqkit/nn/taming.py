@@ -25,6 +25,7 @@ decoder starts with a 1×1 ``post_quant_conv`` from ``in_channels`` to ``z_chann
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -81,7 +82,7 @@ class TamingResBlock(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        dd = {"device": device, "dtype": dtype}
+        dd: dict[str, Any] = {"device": device, "dtype": dtype}
         self.in_channels, self.out_channels = in_channels, out_channels
         self.norm1 = _groupnorm(in_channels, norm_groups, dd)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1, **dd)
@@ -121,7 +122,7 @@ class AttentionBlock(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        dd = {"device": device, "dtype": dtype}
+        dd: dict[str, Any] = {"device": device, "dtype": dtype}
         self.norm = _groupnorm(channels, norm_groups, dd)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1, **dd)
         self.proj_out = nn.Conv2d(channels, channels, 1, **dd)
@@ -258,7 +259,7 @@ class TamingEncoder(nn.Module):
     ) -> None:
         super().__init__()
         owner = type(self).__name__
-        dd = {"device": device, "dtype": dtype}
+        dd: dict[str, Any] = {"device": device, "dtype": dtype}
         mult, factors = _check_config(
             owner, ch, ch_mult, num_res_blocks, attention_factors, dropout, norm_groups,
             mid_attention,
@@ -355,7 +356,7 @@ class TamingDecoder(nn.Module):
     ) -> None:
         super().__init__()
         owner = type(self).__name__
-        dd = {"device": device, "dtype": dtype}
+        dd: dict[str, Any] = {"device": device, "dtype": dtype}
         mult, factors = _check_config(
             owner, ch, ch_mult, num_res_blocks, attention_factors, dropout, norm_groups,
             mid_attention,

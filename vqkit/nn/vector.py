@@ -20,6 +20,7 @@ the 0.1 release) and exposes the encoder / decoder contract of ``vqkit.contracts
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -198,7 +199,7 @@ class ConvVectorEncoder(nn.Sequential):
         out_features = check_positive_int(owner, "out_features", out_features)
         image_size, widths = _square_stack(owner, image_size, hidden_dims)
         batch_norm = check_bool(owner, "batch_norm", batch_norm)
-        dd = {"device": device, "dtype": dtype}
+        dd: dict[str, Any] = {"device": device, "dtype": dtype}
         side = image_size // 2 ** len(widths)
         layers = strided_convs(in_channels, widths, _leaky_relu, batch_norm=batch_norm, **dd)
         layers += [
@@ -257,7 +258,7 @@ class ConvVectorDecoder(nn.Sequential):
         out_channels = check_positive_int(owner, "out_channels", out_channels)
         image_size, widths = _square_stack(owner, image_size, hidden_dims)
         batch_norm = check_bool(owner, "batch_norm", batch_norm)
-        dd = {"device": device, "dtype": dtype}
+        dd: dict[str, Any] = {"device": device, "dtype": dtype}
         reversed_widths = widths[::-1]  # e.g. 512, 256, ..., 32
         side = image_size // 2 ** len(widths)
         layers: list[nn.Module] = [
