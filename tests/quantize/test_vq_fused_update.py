@@ -73,8 +73,10 @@ def test_cluster_stats_one_and_two_threads_give_the_same_bits_and_the_float64_su
         counts_2, sums_2 = VF.cluster_stats(idx, x, k)  # sparse product
     finally:
         torch.set_num_threads(threads)
-    assert torch.equal(counts_1, counts_2) and torch.equal(sums_1, sums_2)
-    assert counts_1.dtype == torch.float32 and counts_1.shape == (k,)
+    assert torch.equal(counts_1, counts_2)
+    assert torch.equal(sums_1, sums_2)
+    assert counts_1.dtype == torch.float32
+    assert counts_1.shape == (k,)
     exact_counts = torch.bincount(idx, minlength=k).double()
     exact_sums = torch.zeros(k, d, dtype=torch.float64).index_add_(0, idx, x.double())
     assert torch.equal(counts_1.double(), exact_counts)
@@ -107,7 +109,8 @@ def test_a_step_without_dead_codes_draws_no_random_numbers_and_reseeds_nothing()
     before = torch.get_rng_state()
     out = vq(x + 0.01)
     assert torch.equal(torch.get_rng_state(), before)
-    assert float(out.metrics["dead_codes"]) == 0.0 and float(out.metrics["reseeded"]) == 0.0
+    assert float(out.metrics["dead_codes"]) == 0.0
+    assert float(out.metrics["reseeded"]) == 0.0
     assert out.indices.tolist() == [0, 1, 2, 3] * 5
 
 
