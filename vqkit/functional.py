@@ -206,12 +206,18 @@ def cluster_stats(indices: Tensor, x: Tensor, codebook_size: int) -> tuple[Tenso
     """
     x = x.float()
     n, d = x.shape
-    counts = x.new_zeros(codebook_size).index_add_(0, indices, x.new_ones(n))  # (K,)
-    if x.device.type == "cpu" and not torch.compiler.is_compiling():
-        # A 2-D index_add_ on CPU runs one small add per row: fast on an idle machine, but
-        # measured ~100× slower with 2 threads when another process holds a core. The product of
-        # the sparse (K, N) assignment matrix with x (nnz = N, never dense) is as fast when idle
-        # and robust to a busy machine.
+    if torch.compiler.is_compiling():  # bincount's output size depends on the values
+        ones = x.new_ones(n)
+        counts = x.new_zeros(codebook_size).index_add_(0, indices, ones)  # (K,)
+        return counts, x.new_zeros(codebook_size, d).index_add_(0, indices, x)
+    # Integer counts below 2**24 are exact in fp32: the same values as an index_add_ of ones.
+    counts = torch.bincount(indices, minlength=codebook_size).float()  # (K,)
+    if x.device.type == "cpu" and torch.get_num_threads() > 1:
+        # A 2-D index_add_ on CPU with 2 threads was measured ~100× slower (66 ms at N=4,096,
+        # K=512) while another process held a core. The product of the sparse (K, N) assignment
+        # matrix with x (nnz = N, never dense) is robust to a busy machine. With one thread the
+        # index_add_ is faster (0.24 against 0.43 ms there); both add each code's rows in row
+        # order from zero, so the sums are the same bits either way (tested).
         rows = torch.stack([indices, torch.arange(n, device=x.device)])  # (2, N)
         assign = torch.sparse_coo_tensor(
             rows, x.new_ones(n), (codebook_size, n), check_invariants=False
@@ -239,15 +245,18 @@ def laplace_smooth(counts: Tensor, eps: float) -> Tensor:
     return (counts + eps) / (total + counts.shape[0] * eps) * total
 
 
-def perplexity(counts: Tensor) -> Tensor:
+def perplexity(counts: Tensor, total: Tensor | None = None) -> Tensor:
     """exp(entropy) of the usage distribution ``counts / Σ counts``: 1 for a single code, K for
     uniform use of K codes. Zero counts contribute nothing; all-zero counts give 1.
 
+    ``total`` is ``counts.sum()`` when the caller has it already (it must be that sum).
+
     Shape:
-        - counts: (K,); Output: scalar fp32
+        - counts: (K,); total: scalar; Output: scalar fp32
     """
     counts = counts.float()
-    probs = counts / counts.sum().clamp_min(1e-12)
+    total = counts.sum() if total is None else total.float()
+    probs = counts / total.clamp_min(1e-12)
     return torch.exp(-torch.special.xlogy(probs, probs).sum())
 
 

@@ -68,7 +68,7 @@ def sample_rows(x: Tensor, k: int, sync: bool) -> Tensor:
         idx = torch.randperm(n, device=x.device)[:per_rank]  # (per_rank,)
     else:
         idx = torch.randint(0, n, (per_rank,), device=x.device)
-    rows = x[idx]  # (per_rank, D)
+    rows = x.index_select(0, idx)  # (per_rank, D); x[idx] was 2 ms with 2 busy threads
     if world > 1:
         rows = all_gather_rows(rows)[:k]  # (k, D)
     return rows
@@ -81,7 +81,7 @@ def closest_anchors(x: Tensor, rows: Tensor, dists: Tensor, sync: bool) -> Tenso
         - x: (N, D); rows, dists: (K,) from :func:`vqkit.functional.nearest_code`
         - Output: (K, D)
     """
-    anchors = x[rows]  # (K, D)
+    anchors = x.index_select(0, rows)  # (K, D)
     if sync and world_size() > 1:
         k = rows.shape[0]
         all_dists = all_gather_rows(dists[None])  # (W, K)
@@ -238,6 +238,9 @@ class DeadCodeReseed(ReseedPolicy):
     stays alive if it is used at least at that rate from the next step on, and is drawn again
     otherwise.
 
+    A step without dead codes draws no random numbers and writes nothing (eager mode; a
+    compiled step runs the same fixed-shape update, which changes nothing for an empty mask).
+
     The quantizer also uses this class, without reseeding, as the detector of its
     ``"dead_codes"`` metric; when the policy is ``"dead_code"`` the detector is the policy.
 
@@ -258,10 +261,16 @@ class DeadCodeReseed(ReseedPolicy):
         return usage < level, level
 
     def update(self, quantizer: nn.Module, batch: ReseedBatch) -> Tensor:
+        dead_count = batch.dead.sum().float()
+        if not torch.compiler.is_compiling() and not bool(dead_count):
+            # Nothing to replace: no candidates drawn, no masked writes. (Every rank sees the
+            # same global dead mask, so all skip together; compiled graphs keep the fixed-shape
+            # path below, which is a no-op for an all-false mask.)
+            return dead_count
         k = batch.counts.shape[0]
         candidates = sample_rows(batch.z, k, batch.sync)  # (K, Dc)
         quantizer.replace_codes(batch.dead, candidates, batch.level)
-        return batch.dead.sum().float()
+        return dead_count
 
     def spec(self) -> dict[str, Any]:
         return {"type": self.name, "threshold": self.threshold}

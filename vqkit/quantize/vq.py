@@ -35,7 +35,6 @@ from vqkit._checks import (
 from vqkit._registry import register
 from vqkit.functional import (
     cluster_stats,
-    ema_,
     kmeans,
     laplace_smooth,
     nearest_code,
@@ -320,13 +319,14 @@ class VectorQuantizer(nn.Module):
         Shape:
             - mask: (K,) bool; vectors: (K, codebook_dim); usage: scalar or (K,)
         """
-        self.embed.copy_(torch.where(mask[:, None], vectors, self.embed))
-        self.usage.copy_(torch.where(mask, usage * self._usage_debias(), self.usage))
+        usage_debias = self._usage_debias()
+        rows = mask[:, None]  # (K, 1)
+        _where_(rows, vectors, self.embed)
+        _where_(mask, usage * usage_debias, self.usage)
         if self.ema:
-            size = usage * self._debias()
-            self.cluster_size.copy_(torch.where(mask, size, self.cluster_size))
-            reset_sum = vectors * size
-            self.embed_sum.copy_(torch.where(mask[:, None], reset_sum, self.embed_sum))
+            size = usage * usage_debias if self.bias_correction else usage
+            _where_(mask, size, self.cluster_size)
+            _where_(rows, vectors * size, self.embed_sum)
 
     @torch.no_grad()
     def move_codes(self, anchors: Tensor, weight: Tensor) -> None:
@@ -533,20 +533,29 @@ class VectorQuantizer(nn.Module):
         n = counts.sum()  # vectors in the global batch
 
         self.steps.add_(1)
-        ema_(self.usage, counts, self.decay)
-        usage = self.usage / self._usage_debias()  # (K,), vectors per step
+        usage_debias = self._usage_debias()  # 1 − γ^t, once per step
+        # One fused lerp for every EMA of this step (all share the decay): usage, sizes, sums.
+        averages, values = [self.usage], [counts]
+        if self.ema:
+            averages += [self.cluster_size, self.embed_sum]
+            values += [counts, sums]
+        torch._foreach_lerp_(averages, values, 1.0 - self.decay)  # = ema_ on each
+        usage = self.usage / usage_debias  # (K,), vectors per step
         dead, level = self.dead_code.detect(usage, n)  # (K,) bool, scalar
         if self.ema:
-            debias = self._debias()
-            ema_(self.cluster_size, counts, self.decay)
-            ema_(self.embed_sum, sums, self.decay)
-            smoothed = laplace_smooth(self.cluster_size / debias, self.eps)  # (K,)
-            updated = self.embed_sum * (1.0 / (smoothed * debias))[:, None]  # (K, Dc)
+            # Without bias correction the debiasing factor is exactly 1 (division and product
+            # by 1.0 are the identity in floating point, so they are skipped).
+            sizes = self.cluster_size / usage_debias if self.bias_correction else self.cluster_size
+            smoothed = laplace_smooth(sizes, self.eps)  # (K,)
+            if self.bias_correction:
+                smoothed = smoothed * usage_debias
+            updated = self.embed_sum * smoothed.reciprocal_()[:, None]  # (K, Dc)
             # A code without any statistics yet (hidden count exactly 0) keeps its vector.
-            self.embed.copy_(torch.where((self.cluster_size > 0)[:, None], updated, self.embed))
-        self.last_used.copy_(torch.where(counts > 0, self.steps, self.last_used))
+            _where_((self.cluster_size > 0)[:, None], updated, self.embed)
+        used = counts > 0  # (K,)
+        self.last_used.masked_fill_(used, self.steps)
 
-        metrics = self._usage_metrics(counts)
+        metrics = self._usage_metrics(counts, used, n)
         metrics["dead_codes"] = dead.sum().float()
         if self.reinit is not None:
             batch = ReseedBatch(z, counts, n, dead, level, closest, sync)
@@ -560,17 +569,19 @@ class VectorQuantizer(nn.Module):
         k = self.codebook_size
         ones = torch.ones(indices.shape[0], device=indices.device)
         counts = ones.new_zeros(k).index_add_(0, indices, ones)  # (K,)
-        metrics = self._usage_metrics(counts)
+        metrics = self._usage_metrics(counts, counts > 0, counts.sum())
         usage = self.usage / self._usage_debias().clamp_min(1e-12)
         metrics["dead_codes"] = (usage < self.dead_code.threshold * usage.mean()).sum().float()
         metrics["reseeded"] = counts.new_zeros(())
         return metrics
 
-    def _usage_metrics(self, counts: Tensor) -> dict:
+    def _usage_metrics(self, counts: Tensor, used: Tensor, total: Tensor) -> dict:
+        """Perplexity and usage fractions from this batch's counts (K,), ``used = counts > 0``
+        and ``total = counts.sum()``, which the caller has computed already."""
         since = self.steps - self.last_used  # (K,) steps since last use
         return {
-            "perplexity": perplexity(counts),
-            "batch_usage": (counts > 0).float().mean(),
+            "perplexity": perplexity(counts, total),
+            "batch_usage": used.float().mean(),
             "window_usage": (since < self.usage_window).float().mean(),
         }
 
@@ -597,6 +608,17 @@ class VectorQuantizer(nn.Module):
             self.embed_sum.copy_(centres * size[:, None])
         self.initialized.fill_(True)
         self._initialized = True
+
+
+def _where_(mask: Tensor, value: Tensor | float, target: Tensor) -> None:
+    """``target ← where(mask, value, target)`` in place: eager writes into ``target`` directly
+    (no temporary and copy); under ``torch.compile`` the out-of-place form traces."""
+    if isinstance(value, Tensor) and value.dtype != target.dtype:
+        value = value.to(target.dtype)  # what the copy into target did
+    if torch.compiler.is_compiling():
+        target.copy_(torch.where(mask, value, target))
+    else:
+        torch.where(mask, value, target, out=target)
 
 
 def _sync_initialized_flag(module: VectorQuantizer, incompatible_keys) -> None:
