@@ -148,7 +148,7 @@ class LogitLaplace(nn.Module):
             raise ValueError(f"{name} received an empty batch (B = 0)")
         if torch.compiler.is_compiling():
             return
-        low, high = float(x.min()), float(x.max())
+        low, high = float(x.detach().min()), float(x.detach().max())
         if not (low >= 0.0 and high <= 1.0):  # also catches NaN
             raise ValueError(
                 f"{name} expects images in [0, 1] (vqkit's image range), got values in "

@@ -195,7 +195,8 @@ class DVAE(
         if indices.dtype == torch.bool:
             raise TypeError("indices must be an integer tensor, got a bool tensor")
         check_real_device(type(self).__name__, indices, "indices")
-        z_q = self.quantizer.decode(indices)  # (B, D, h, w)
+        quantizer: Any = self.quantizer  # the quantizer contract: decode(indices)
+        z_q = quantizer.decode(indices)  # (B, D, h, w)
         return self._reconstruction(self.decoder(z_q))
 
     def extra_repr(self) -> str:
