@@ -35,7 +35,9 @@ from vqkit.data import (
     train_val_split,
 )
 from vqkit.losses import LPIPS
+from vqkit.losses.logit_laplace import LogitLaplace
 from vqkit.models import VQGAN, VQVAE, VQVAEOutput, VQVAEPriorOutput, create_model, list_models
+from vqkit.models.dvae import DVAE
 from vqkit.nn import (
     ConvDecoder,
     ConvEncoder,
@@ -51,6 +53,7 @@ from vqkit.nn import (
     TamingEncoder,
 )
 from vqkit.quantize import FSQ, QuantizerOutput, ResidualVQ, VectorQuantizer
+from vqkit.quantize.gumbel import GumbelQuantizer
 from vqkit.train import (
     CodebookUsage,
     TrainConfig,
@@ -78,6 +81,7 @@ from vqkit.vae import (
 __version__ = "0.2.0.dev0"
 
 __all__ = [
+    "DVAE",
     "FSQ",
     "KINDS",
     "LPIPS",
@@ -96,11 +100,13 @@ __all__ = [
     "ConvVectorEncoder",
     "GANStep",
     "GatedPixelCNN",
+    "GumbelQuantizer",
     "HubConnectionError",
     "HubError",
     "HubMixin",
     "ImageVAE",
     "InvalidModelError",
+    "LogitLaplace",
     "MADEFlowPrior",
     "MLPDecoder",
     "MLPEncoder",

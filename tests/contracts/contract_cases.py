@@ -585,3 +585,89 @@ CASES: dict[str, dict[str, Case]] = {
     "discriminator": DISCRIMINATOR_CASES,
     "model": MODEL_CASES,
 }
+
+# --------------------------------------------------- dvae branch: Gumbel, logit-Laplace, DVAE
+QUANTIZER_CASES["gumbel"] = Case(
+    build=lambda: vqkit.build(
+        "quantizer", {"type": "gumbel", "dim": 4, "codebook_size": 8, "temperature": 0.5}
+    ),
+    inputs=_randn(2, 4, 3, 3),
+    bad={
+        "wrong channels": _randn(2, 5, 3, 3),
+        "integer": _codes(8, 2, 4, 3, 3),
+        "NaN": _nan(2, 4, 3, 3),
+        "meta device": META,
+    },
+)
+
+
+def _pixels_and_stats(b: int, c: int, h: int, w: int) -> Input:
+    def make() -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(0)
+        return torch.rand(b, c, h, w, generator=g), torch.randn(b, 2 * c, h, w, generator=g)
+
+    return make
+
+
+LOSS_CASES["logit_laplace"] = Case(
+    build=lambda: vqkit.build("loss", "logit_laplace"),
+    inputs=_pixels_and_stats(2, 3, 4, 4),
+    bad={
+        "one map per channel": lambda: (torch.rand(2, 3, 4, 4), torch.randn(2, 3, 4, 4)),
+        "out of range": lambda: (torch.rand(2, 1, 4, 4) + 1, torch.randn(2, 2, 4, 4)),
+        "integer": lambda: (torch.ones(2, 1, 4, 4, dtype=torch.long), torch.randn(2, 2, 4, 4)),
+        "not tensors": lambda: ([0.5], [0.0, 0.0]),
+        "meta device": lambda: (
+            torch.rand(2, 1, 4, 4, device="meta"),
+            torch.rand(2, 2, 4, 4, device="meta"),
+        ),
+    },
+)
+
+_DVAE_BAD = {
+    "not divisible": _rand(2, 1, 7, 4),
+    "wrong channels": _rand(2, 2, 8, 4),
+    "out of range": lambda: torch.rand(2, 1, 8, 4) + 1,
+}
+MODEL_CASES["dvae"] = Case(
+    build=lambda: vqkit.DVAE(
+        encoder=TINY_VQVAE["encoder"],
+        quantizer={"type": "gumbel", "dim": 4, "codebook_size": 8},
+        decoder=TINY_VQVAE["decoder"],
+        prior=TINY_VQVAE["prior"],
+        image_size=[8, 4],
+    ),
+    inputs=_rand(2, 1, 8, 4),
+    bad=_DVAE_BAD,
+    sample=lambda m, g: m.generate(2, generator=g),
+)
+
+
+def _dvae_preset(name: str) -> Case:
+    from vqkit.models.presets import DVAE_PRESETS
+
+    config = DVAE_PRESETS[name].config
+    channels = config["encoder"]["in_channels"]
+    size = 2 ** config["encoder"]["num_downsamples"] * 2
+    shrink: dict[str, Any] = {
+        "encoder": SHRINK["encoder"],
+        "decoder": SHRINK["decoder"],
+        "quantizer": {"dim": 4, "codebook_size": 8},
+        "image_size": [size, size],
+    }
+    if "prior" in config:
+        shrink["prior"] = SHRINK["prior"]
+    return Case(
+        build=lambda: vqkit.create_model(name, **shrink),
+        inputs=_rand(2, channels, size, size),
+        bad={
+            "wrong channels": _rand(2, channels + 1, size, size),
+            "not divisible": _rand(2, channels, size - 1, size),
+        },
+        sample=(lambda m, g: m.generate(2, generator=g)) if "prior" in config else None,
+    )
+
+
+MODEL_CASES.update(
+    {name: _dvae_preset(name) for name in ("dvae-dalle", "dvae-digits", "dvae-fashion-mnist")}
+)

@@ -4,11 +4,13 @@
 - ``vae_base.py``, ``vae.py``, ``beta_vae.py``, ``vlae.py``: the continuous family (VAE,
   ImageVAE, BetaVAE, VLAE), assembled from encoder / decoder / prior specs the same way.
 - ``vqgan.py``: VQ-GAN, a VQ-VAE trained with a discriminator and a perceptual loss.
+- ``dvae.py``: the DALL-E dVAE, a VQ-VAE with Gumbel-softmax codes and a logit-Laplace likelihood.
 - ``presets.py``: named VQ-VAE and VQ-GAN configurations.
 - ``_assembly.py``: the spec-wiring rules shared by every family.
 """
 
 from vqkit.models.beta_vae import BetaVAE
+from vqkit.models.dvae import DVAE
 from vqkit.models.presets import PRESETS, Preset, create_model, list_models, preset_config
 from vqkit.models.vae import VAE, ImageVAE
 from vqkit.models.vae_base import VAEBase, VAEOutput
@@ -17,6 +19,7 @@ from vqkit.models.vqgan import VQGAN
 from vqkit.models.vqvae import VQVAE, VQVAEOutput, VQVAEPriorOutput
 
 __all__ = [
+    "DVAE",
     "PRESETS",
     "VAE",
     "VLAE",

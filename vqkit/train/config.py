@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from vqkit._checks import check_bool, check_int
 from vqkit.contracts import LossOutput
+from vqkit.train.schedules import parse_schedules
 
 __all__ = ["LossOutput", "TrainConfig", "TrainResult"]
 
@@ -46,6 +48,9 @@ class TrainConfig:
             order, and so every weight, does not depend on it.
         pin_memory: page-locked batches for faster copies to CUDA (with workers); None turns
             it on exactly when training on CUDA.
+        schedules: per-step values of named model attributes (:mod:`vqkit.train.schedules`),
+            e.g. ``[{"name": "quantizer.temperature", "type": "cosine", "start": 1.0, "end":
+            0.0625, "steps": 5000}]``; stored normalised. A resume must use the same ones.
     """
 
     epochs: int | None = 10
@@ -70,6 +75,7 @@ class TrainConfig:
     device: str | None = None
     num_workers: int = 0
     pin_memory: bool | None = None
+    schedules: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)
@@ -100,6 +106,7 @@ class TrainConfig:
             check_bool("TrainConfig", "pin_memory", self.pin_memory)
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        self.schedules = parse_schedules(self.schedules)
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

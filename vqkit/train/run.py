@@ -363,9 +363,9 @@ def load_run_data(
 
 # ---- model --------------------------------------------------------------------------------------
 def _family(name: str) -> str:
-    from vqkit.models.presets import GAN_PRESETS, PRESETS
+    from vqkit.models.presets import DVAE_PRESETS, GAN_PRESETS, PRESETS
 
-    if name in PRESETS or name in GAN_PRESETS:
+    if name in PRESETS or name in GAN_PRESETS or name in DVAE_PRESETS:
         return "discrete"
     cls = get("model", name)
     problems = contract_problems("model", cls)
@@ -379,7 +379,14 @@ def _family(name: str) -> str:
 
 def resolve_model_config(spec: RunSpec, sample_shape: tuple[int, ...]) -> dict[str, Any]:
     """``spec.model_config`` with the sizes the data fixes filled in where they are left out."""
-    from vqkit.models.presets import GAN_PRESETS, PRESETS, gan_preset_config, preset_config
+    from vqkit.models.presets import (
+        DVAE_PRESETS,
+        GAN_PRESETS,
+        PRESETS,
+        dvae_preset_config,
+        gan_preset_config,
+        preset_config,
+    )
 
     config = copy.deepcopy(spec.model_config)
     name = spec.model
@@ -402,6 +409,9 @@ def resolve_model_config(spec: RunSpec, sample_shape: tuple[int, ...]) -> dict[s
     full = preset_config(name, **config) if name in PRESETS else config
     if name in GAN_PRESETS:
         full = gan_preset_config(name, **config)
+    dvae = _is_dvae(name)  # dvae branch: a DVAE wires its decoder's out_channels (2 per channel)
+    if dvae:
+        full = dvae_preset_config(name, **config) if name in DVAE_PRESETS else config
     encoder = full.get("encoder")
     if isinstance(encoder, dict) and encoder.get("in_channels") != c:
         given = config.get("encoder")
@@ -412,11 +422,19 @@ def resolve_model_config(spec: RunSpec, sample_shape: tuple[int, ...]) -> dict[s
             )
         config.setdefault("encoder", {}).setdefault("in_channels", c)
         decoder = config.setdefault("decoder", {})
-        if isinstance(decoder, dict):
+        if isinstance(decoder, dict) and not dvae:
             decoder.setdefault("out_channels", c)
     elif isinstance(encoder, str):
         config["encoder"] = {"type": encoder, "in_channels": c}
     return config
+
+
+def _is_dvae(name: str) -> bool:
+    from vqkit.models.dvae import DVAE
+    from vqkit.models.presets import DVAE_PRESETS
+
+    cls = get("model", name)
+    return name in DVAE_PRESETS or (isinstance(cls, type) and issubclass(cls, DVAE))
 
 
 def build_run_model(spec: RunSpec, sample_shape: tuple[int, ...]) -> nn.Module:

@@ -52,6 +52,7 @@ from vqkit.train.checkpoint import (
 )
 from vqkit.train.config import LossOutput, TrainConfig, TrainResult
 from vqkit.train.distributed import all_reduce_sum, setup_distributed
+from vqkit.train.schedules import Schedules
 
 __all__ = ["LossOutput", "TrainConfig", "TrainResult", "Trainer", "default_objective"]
 
@@ -203,6 +204,7 @@ class Trainer:
         if self.config.patience is not None and val_data is None:
             raise ValueError("patience (early stopping) needs val_data")
         self.model = model
+        self.schedules = Schedules(self.config.schedules, model)  # names checked on the model
         self.train_data = train_data
         self.val_data = val_data
         self.objective = objective or default_objective
@@ -370,7 +372,9 @@ class Trainer:
                 device,
             )
             for b, data in zip(range(first, first + remaining), batches, strict=True):
+                scheduled = self.schedules.apply(self.step, device)  # step t's values, logged
                 logs = self._train_step(runner, _move(data, device), total_steps)
+                logs.update(scheduled)
                 self.step += 1
                 state["step"], state["batch_in_epoch"] = self.step, b + 1
                 for k, v in logs.items():
