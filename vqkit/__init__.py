@@ -34,6 +34,7 @@ from vqkit.data import (
     subset,
     train_val_split,
 )
+from vqkit.diffusion import LatentDiffusion
 from vqkit.losses import LPIPS
 from vqkit.models import VQGAN, VQVAE, VQVAEOutput, VQVAEPriorOutput, create_model, list_models
 from vqkit.nn import (
@@ -101,6 +102,7 @@ __all__ = [
     "HubMixin",
     "ImageVAE",
     "InvalidModelError",
+    "LatentDiffusion",
     "MADEFlowPrior",
     "MLPDecoder",
     "MLPEncoder",
