@@ -34,6 +34,7 @@ from vqkit.data import (
     subset,
     train_val_split,
 )
+from vqkit.diffusion import LatentDiffusion
 from vqkit.losses import LPIPS
 from vqkit.losses.logit_laplace import LogitLaplace
 from vqkit.models import VQGAN, VQVAE, VQVAEOutput, VQVAEPriorOutput, create_model, list_models
@@ -106,6 +107,7 @@ __all__ = [
     "HubMixin",
     "ImageVAE",
     "InvalidModelError",
+    "LatentDiffusion",
     "LogitLaplace",
     "MADEFlowPrior",
     "MLPDecoder",

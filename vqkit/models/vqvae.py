@@ -9,6 +9,11 @@
    without touching the quantizer's EMA statistics).
 
 ``model.generate(n)`` then samples a code grid from the prior and decodes it.
+
+A prior whose ``domain`` is ``"continuous"`` (latent diffusion, Rombach et al. 2022,
+arXiv:2112.10752, the LDM-VQ variant) is trained instead on the pre-quantisation latents ``z_e``
+(``encode_latents``); ``generate`` samples latents, quantises them with the model's quantizer and
+decodes.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from torch import nn
 
 from vqkit._checks import check_generator, check_number, check_positive_int, check_real_device
 from vqkit._hub import HubMixin
-from vqkit._registry import build, register
+from vqkit._registry import build, get, register
 from vqkit._utils import eval_mode
 from vqkit.models._assembly import Spec, accepts, as_spec, check_attr, wire
 
@@ -58,12 +63,16 @@ class VQVAEPriorOutput:
             position.
         losses: the prior's named figures; for a likelihood prior ``"nll"`` (``loss``, detached),
             ``"nll_per_sample"`` (nats per code grid) and ``"bits_per_latent"``.
-        indices: the frozen model's codes ``(B, h, w)`` the prior was scored on.
+        indices: the frozen model's codes ``(B, h, w)`` the prior was scored on (None for a
+            ``"continuous"`` prior).
+        latents: the pre-quantisation latents ``(B, D, h, w)`` a ``"continuous"`` prior was
+            scored on (None for a prior over codes).
     """
 
     loss: torch.Tensor
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
     indices: torch.Tensor | None = None
+    latents: torch.Tensor | None = None
 
 
 def _is_int(value: Any) -> bool:
@@ -132,7 +141,9 @@ class VQVAE(
         quantizer: quantizer spec, e.g. ``{"type": "vq", "dim": 64, "codebook_size": 512}``.
         decoder: decoder spec, e.g. ``{"type": "resnet", "out_channels": 3}``.
         prior: optional prior spec over the ``(h, w)`` code grid, e.g.
-            ``{"type": "gated_pixelcnn", "num_layers": 15}``.
+            ``{"type": "gated_pixelcnn", "num_layers": 15}``, or a ``"continuous"``-domain prior
+            over the pre-quantisation latents ``(D, h, w)``, e.g. ``{"type":
+            "latent_diffusion"}`` (its ``channels`` are wired from the quantizer ``dim``).
         image_size: ``H`` or ``[H, W]`` of the training images; fixes the latent grid that
             ``generate`` samples (optional otherwise).
         reconstruction_loss: ``"mse"`` (the paper's Gaussian log-likelihood up to constants) or
@@ -222,13 +233,32 @@ class VQVAE(
         return built_encoder, built_decoder
 
     def _build_prior(self, prior: Any) -> nn.Module:
-        """Prior K ← codebook size (and a MADE's num_features ← h·w); one code per position."""
+        """Prior K ← codebook size (and a MADE's num_features ← h·w); one code per position.
+
+        A ``"continuous"`` prior models the pre-quantisation latents instead: its
+        ``channels`` ← D, and any quantizer decodes its samples.
+        """
         spec = as_spec("prior", prior)
-        wire("prior", spec, "num_embeddings", self.codebook_size, "the codebook size")
-        if self.latent_size is not None:  # a prior over a flattened grid (MADE)
-            positions = self.latent_size[0] * self.latent_size[1]
-            wire("prior", spec, "num_features", positions, "the latent grid's h·w")
+        cls = get("prior", spec["type"]) if spec is not None else type(prior)
+        if getattr(cls, "domain", None) == "continuous":  # the contract's class attribute
+            wire("prior", spec, "channels", self.dim, "the quantizer dim")
+        else:
+            wire("prior", spec, "num_embeddings", self.codebook_size, "the codebook size")
+            if self.latent_size is not None:  # a prior over a flattened grid (MADE)
+                positions = self.latent_size[0] * self.latent_size[1]
+                wire("prior", spec, "num_features", positions, "the latent grid's h·w")
         built = build("prior", spec if spec is not None else prior)
+        if built.domain == "continuous":
+            channels = getattr(built, "channels", None)
+            if channels != self.dim:
+                raise TypeError(
+                    f"prior {type(built).__name__} is not a prior over code indices (its domain "
+                    f"is 'continuous') nor over latent grids (B, {self.dim}, h, w): a continuous "
+                    f"prior of {type(self).__name__} must have channels={self.dim} (the quantizer "
+                    f"dim), it has channels={channels!r}; use e.g. 'latent_diffusion', or "
+                    "'gated_pixelcnn' over codes"
+                )
+            return built
         if built.domain != "codes":
             raise TypeError(
                 f"prior {type(built).__name__} is not a prior over code indices (its domain is "
@@ -303,6 +333,18 @@ class VQVAE(
         with eval_mode(self.quantizer):  # never move EMA statistics or reseed codes here
             return self.quantizer(z_e).indices  # (B, h, w)
 
+    @torch.no_grad()
+    def encode_latents(self, x: torch.Tensor) -> torch.Tensor:
+        """Pre-quantisation latents z_e of ``x`` (B, C, H, W) → (B, D, h, w), without gradients
+        (what a ``"continuous"`` prior is trained on)."""
+        _check_images(x)
+        return self.encoder(x)  # (B, D, h, w)
+
+    def quantize_latents(self, z: torch.Tensor) -> torch.Tensor:
+        """The quantizer's vectors for latents (B, D, h, w), in eval mode (no EMA updates)."""
+        with eval_mode(self.quantizer):
+            return self.quantizer(z).quantized  # (B, D, h, w)
+
     def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
         """Images from code indices (B, h, w) → (B, C, H, W)."""
         if not isinstance(indices, torch.Tensor) or indices.dtype.is_floating_point:
@@ -350,6 +392,10 @@ class VQVAE(
             cond: optional class labels (B,) for a conditional prior.
         """
         prior = self._require_prior("prior_loss")
+        if prior.domain == "continuous":
+            latents = self.encode_latents(x)  # (B, D, h, w), before the quantizer
+            out = prior.loss(latents, cond)
+            return VQVAEPriorOutput(loss=out.loss, losses=dict(out.losses), latents=latents)
         indices = self.encode_indices(x)  # (B, h, w)
         _check_grid_codes(type(self.quantizer).__name__, indices)
         out = prior.loss(indices, cond)
@@ -363,8 +409,13 @@ class VQVAE(
         generator: torch.Generator | None = None,
         temperature: float = 1.0,
         latent_size: tuple[int, int] | list[int] | None = None,
+        **options: Any,
     ) -> torch.Tensor:
         """Sample ``n`` code grids from the prior and decode them → (n, C, H, W).
+
+        A ``"continuous"`` prior samples latents (n, D, h, w) instead, which the quantizer maps
+        to its vectors before decoding (and which it may use on every step's predicted latents:
+        the prior receives ``quantize=quantize_latents``).
 
         Args:
             n: number of images.
@@ -372,6 +423,8 @@ class VQVAE(
             generator: a ``torch.Generator`` for reproducible samples.
             temperature: softmax temperature of the prior's sampling.
             latent_size: ``(h, w)``; defaults to the grid implied by ``image_size``.
+            options: further keyword options of ``prior.sample`` (e.g. a diffusion prior's
+                ``steps``, ``eta``, ``sampler``).
         """
         prior = self._require_prior("generate")
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -389,8 +442,19 @@ class VQVAE(
                 "generate needs the latent grid size: build the model with image_size=[H, W] "
                 "or pass latent_size=(h, w)"
             )
+        if prior.domain == "continuous":
+            z = prior.sample(
+                n,
+                tuple(size),
+                cond=cond,
+                temperature=temperature,
+                generator=generator,
+                quantize=self.quantize_latents,
+                **options,
+            )  # (n, D, h, w)
+            return self.decoder(self.quantize_latents(z))
         indices = prior.sample(
-            n, tuple(size), cond=cond, temperature=temperature, generator=generator
+            n, tuple(size), cond=cond, temperature=temperature, generator=generator, **options
         )  # (n, h, w)
         return self.decode_indices(indices)
 

@@ -211,7 +211,7 @@ def evaluate_prior_loss(
     count = 0
     with eval_mode(prior, no_grad=True):
         for idx in _batches(codes, batch_size, device):
-            out = prior.loss(idx.long())
+            out = prior.loss(idx.long() if prior.domain == "codes" else idx)
             b = idx.shape[0]
             figures = {"loss": out.loss, **out.losses}
             for name, value in figures.items():
@@ -250,6 +250,7 @@ def evaluate_sample_quality(
     num_samples: int = 1000,
     batch_size: int = 256,
     seed: int = 0,
+    sample_options: dict | None = None,
 ) -> dict[str, float | None]:
     """Dataset Fréchet distance and KID of the model's reconstructions and samples.
 
@@ -268,6 +269,8 @@ def evaluate_sample_quality(
         num_samples: images per set (at least 2).
         batch_size: batch size of the reconstructions, samples and features.
         seed: seed of the samples and of KID's subsets.
+        sample_options: keyword options of a discrete model's ``generate`` (its prior's
+            sampling options, e.g. a diffusion prior's ``{"steps": 25}``).
     """
     from vqkit.train.frechet import DatasetClassifier, frechet_distance, kid
 
@@ -319,7 +322,9 @@ def evaluate_sample_quality(
                 n = min(batch_size, taken - start)
                 if family == "discrete":
                     latent = model.latent_size or tuple(model.encode_indices(real[:1]).shape[-2:])
-                    batch = model.generate(n, generator=generator, latent_size=latent)
+                    batch = model.generate(
+                        n, generator=generator, latent_size=latent, **(sample_options or {})
+                    )
                 else:
                     batch = model.sample(n, generator=generator)
                 drawn.append(batch.float().clamp(0, 1))
@@ -365,10 +370,12 @@ def evaluate_model(
     if family == "discrete":
         metrics.update(evaluate_codebook(model, data, batch_size=batch_size))
         if model.prior is not None:
+            # a "continuous" prior (latent diffusion) is scored on the pre-quantisation latents
+            encode = (
+                model.encode_latents if model.prior.domain == "continuous" else model.encode_indices
+            )
             with eval_mode(model, no_grad=True):
-                codes = torch.cat(
-                    [model.encode_indices(x) for x in _batches(data, batch_size, _device(model))]
-                )
+                codes = torch.cat([encode(x) for x in _batches(data, batch_size, _device(model))])
             if model.prior.exact_likelihood:
                 metrics.update(evaluate_prior(model.prior, codes, batch_size=batch_size))
             else:

@@ -119,8 +119,11 @@ def load_run_model(run: str | Path, *, device: str | None = None) -> nn.Module:
 
 
 @torch.no_grad()
-def encode_dataset(model: nn.Module, data: Dataset, batch_size: int = 256) -> ArrayDataset:
-    """Code grids ``(N, h, w)`` of the frozen discrete model for every image of ``data``.
+def encode_dataset(
+    model: nn.Module, data: Dataset, batch_size: int = 256, *, latents: bool = False
+) -> ArrayDataset:
+    """Code grids ``(N, h, w)`` of the frozen discrete model for every image of ``data``; with
+    ``latents=True`` its pre-quantisation latents ``(N, D, h, w)`` (``model.encode_latents``).
 
     ``data`` is any map-style dataset of images: an :class:`~vqkit.data.ArrayDataset` or one read
     on access (:class:`~vqkit.data.ImageFolderDataset`, :class:`~vqkit.data.MemmapArrayDataset`,
@@ -130,7 +133,8 @@ def encode_dataset(model: nn.Module, data: Dataset, batch_size: int = 256) -> Ar
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    codes = [model.encode_indices(x.to(device)).cpu() for x in sequential_batches(data, batch_size)]
+    encode = model.encode_latents if latents else model.encode_indices
+    codes = [encode(x.to(device)).cpu() for x in sequential_batches(data, batch_size)]
     model.train(was_training)
     return ArrayDataset(
         torch.cat(codes), getattr(data, "labels", None), name=f"{_name(data)}-codes"
@@ -386,7 +390,8 @@ def train_vqvae_run(
 
     Args:
         model: a model of family ``"discrete"`` (a :class:`~vqkit.VQVAE`), with a ``prior``
-            over codes for stage 2 or ``prior=None``.
+            for stage 2 (over codes, or a ``"continuous"`` one over the pre-quantisation
+            latents) or ``prior=None``.
         train, val: training and validation images.
         out_dir: the run folder.
         config: stage-1 training settings.
@@ -407,11 +412,6 @@ def train_vqvae_run(
             "the model has a prior but prior_config is None: the run would save an untrained "
             "prior; pass prior_config, or build the model with prior=None"
         )
-    if prior is not None and prior.domain != "codes":
-        raise NotImplementedError(
-            f"the prior stage trains priors over code grids; {type(prior).__name__} has "
-            f"domain {prior.domain!r}"
-        )
     stages = {"vq-vae": out_dir / "vqvae"}
     if prior is not None:
         prior.requires_grad_(False)  # stage 1 leaves the prior alone
@@ -420,8 +420,11 @@ def train_vqvae_run(
         model.eval()
         model.requires_grad_(False)
         prior.requires_grad_(True)
-        codes_train = encode_dataset(model, train)
-        codes_val = encode_dataset(model, val) if val is not None else None
+        # A "codes" prior fits the code grids, a "continuous" one (latent diffusion) the
+        # pre-quantisation latents z_e.
+        latents = prior.domain == "continuous"
+        codes_train = encode_dataset(model, train, latents=latents)
+        codes_val = encode_dataset(model, val, latents=latents) if val is not None else None
         stages["prior"] = out_dir / "prior"
         Trainer(
             prior,
