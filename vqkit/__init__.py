@@ -15,6 +15,7 @@ from vqkit._registry import KINDS, build, get, list_registered, load_plugins, re
 from vqkit.autoregressive import (
     MADE,
     GatedPixelCNN,
+    HierarchicalPrior,  # vqvae2 branch
     MADEFlowPrior,
     MaskedConv2d,
     MaskedLinear,
@@ -36,6 +37,7 @@ from vqkit.data import (
 )
 from vqkit.losses import LPIPS
 from vqkit.models import VQGAN, VQVAE, VQVAEOutput, VQVAEPriorOutput, create_model, list_models
+from vqkit.models.vqvae2 import VQVAE2, VQVAE2Output  # vqvae2 branch
 from vqkit.nn import (
     ConvDecoder,
     ConvEncoder,
@@ -86,6 +88,7 @@ __all__ = [
     "VLAE",
     "VQGAN",
     "VQVAE",
+    "VQVAE2",  # vqvae2 branch
     "ArrayDataset",
     "BetaVAE",
     "CapacityKL",
@@ -96,6 +99,7 @@ __all__ = [
     "ConvVectorEncoder",
     "GANStep",
     "GatedPixelCNN",
+    "HierarchicalPrior",  # vqvae2 branch
     "HubConnectionError",
     "HubError",
     "HubMixin",
@@ -121,6 +125,7 @@ __all__ = [
     "Trainer",
     "TransformerPrior",
     "VAEOutput",
+    "VQVAE2Output",  # vqvae2 branch
     "VQVAEOutput",
     "VQVAEPriorOutput",
     "VectorQuantizer",

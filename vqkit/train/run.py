@@ -363,9 +363,9 @@ def load_run_data(
 
 # ---- model --------------------------------------------------------------------------------------
 def _family(name: str) -> str:
-    from vqkit.models.presets import GAN_PRESETS, PRESETS
+    from vqkit.models.presets import GAN_PRESETS, PRESETS, VQVAE2_PRESETS
 
-    if name in PRESETS or name in GAN_PRESETS:
+    if name in PRESETS or name in GAN_PRESETS or name in VQVAE2_PRESETS:
         return "discrete"
     cls = get("model", name)
     problems = contract_problems("model", cls)
@@ -379,7 +379,14 @@ def _family(name: str) -> str:
 
 def resolve_model_config(spec: RunSpec, sample_shape: tuple[int, ...]) -> dict[str, Any]:
     """``spec.model_config`` with the sizes the data fixes filled in where they are left out."""
-    from vqkit.models.presets import GAN_PRESETS, PRESETS, gan_preset_config, preset_config
+    from vqkit.models.presets import (
+        GAN_PRESETS,
+        PRESETS,
+        VQVAE2_PRESETS,
+        gan_preset_config,
+        preset_config,
+        vqvae2_preset_config,
+    )
 
     config = copy.deepcopy(spec.model_config)
     name = spec.model
@@ -402,6 +409,8 @@ def resolve_model_config(spec: RunSpec, sample_shape: tuple[int, ...]) -> dict[s
     full = preset_config(name, **config) if name in PRESETS else config
     if name in GAN_PRESETS:
         full = gan_preset_config(name, **config)
+    if name in VQVAE2_PRESETS:  # vqvae2 branch
+        full = vqvae2_preset_config(name, **config)
     encoder = full.get("encoder")
     if isinstance(encoder, dict) and encoder.get("in_channels") != c:
         given = config.get("encoder")
