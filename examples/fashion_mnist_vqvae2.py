@@ -77,7 +77,7 @@ def train(model: nn.Module, images: torch.Tensor, steps: int, batch: int, lr: fl
         optimizer.step()
         schedule.step()
         if step % 250 == 0 or step == steps - 1:
-            print(f"  step {step:5d}  loss {float(out.loss):.4f}", flush=True)
+            print(f"  step {step:5d}  loss {float(out.loss.detach()):.4f}", flush=True)
     model.eval()
     return time.perf_counter() - start
 

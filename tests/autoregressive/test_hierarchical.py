@@ -266,3 +266,24 @@ def test_two_stage_run_with_tuple_codes(tmp_path):
     assert (tmp_path / "reconstructions.png").is_file()
     loaded = vqkit.load_run_model(tmp_path)
     assert loaded.hub_config == model.hub_config
+
+
+def test_run_spec_with_the_fashion_preset(tmp_path):
+    """`vqkit train --model vqvae2-fashion-mnist` through its RunSpec, the prior stage included
+    (its bottom prior swapped for the stand-in until GatedPixelCNN takes cond_map)."""
+    from vqkit.train import DataSpec, RunSpec, TrainConfig, train_run
+
+    small = {"hidden_channels": 8, "num_layers": 1, "head_channels": 8}
+    prior = {"top": small, "bottom": {"type": NAME, "hidden_channels": 4}, "hidden_channels": 8}
+    config = TrainConfig(max_steps=1, epochs=None, batch_size=16, progress=False)
+    spec = RunSpec(
+        data=DataSpec("digits", val_fraction=0.0, subset_fraction=0.1),
+        model="vqvae2-fashion-mnist",
+        model_config={"prior": prior},
+        train=config,
+        prior_train=config,
+    )
+    result = train_run(spec, tmp_path)
+    assert result.model.latent_size == ((2, 2), (4, 4))  # 8×8 digits: 8 → 4 → 2
+    assert result.model.prior.num_embeddings == (256, 16)
+    assert {"codebook_usage_top", "codebook_usage_bottom", "bits_per_latent"} <= set(result.metrics)

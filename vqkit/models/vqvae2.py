@@ -195,6 +195,19 @@ class VQVAE2(
 
     family: ClassVar[str] = "discrete"
     adversarial: ClassVar[bool] = False
+    # registered parts (their types come from the registry, their contracts from the kinds)
+    encoder: Any
+    top_encoder: Any
+    top_quantizer: Any
+    bottom_quantizer: Any
+    top_to_bottom: Any
+    decoder: Any
+    top_decoder: Any
+    prior: Any
+    codebook_size: tuple[int, int]
+    dims: tuple[int, int]
+    factors: tuple[int, int]
+    latent_size: tuple[tuple[int, int], tuple[int, int]] | None
 
     def __init__(
         self,
@@ -471,7 +484,7 @@ class VQVAE2(
         return self.top_decoder(self.top_quantizer.decode(top))
 
     # ------------------------------------------------------------------ stage 2
-    def _require_prior(self, what: str) -> nn.Module:
+    def _require_prior(self, what: str) -> Any:
         if self.prior is None:
             raise RuntimeError(
                 f"VQVAE2.{what} needs a prior; build the model with prior={{'type': "
@@ -551,7 +564,7 @@ class VQVAE2(
         """Bits of one image's codes: ``sum over levels of h · w · log2 K`` (needs image_size)."""
         if self.latent_size is None:
             raise ValueError("VQVAE2.bits needs image_size")
-        return sum(
+        return math.fsum(
             h * w * math.log2(k)
             for (h, w), k in zip(self.latent_size, self.codebook_size, strict=True)
         )
