@@ -15,6 +15,7 @@ from vqkit._registry import KINDS, build, get, list_registered, load_plugins, re
 from vqkit.autoregressive import (
     MADE,
     GatedPixelCNN,
+    HierarchicalPrior,  # vqvae2 branch
     MADEFlowPrior,
     MaskedConv2d,
     MaskedLinear,
@@ -39,6 +40,7 @@ from vqkit.losses import LPIPS
 from vqkit.losses.logit_laplace import LogitLaplace
 from vqkit.models import VQGAN, VQVAE, VQVAEOutput, VQVAEPriorOutput, create_model, list_models
 from vqkit.models.dvae import DVAE
+from vqkit.models.vqvae2 import VQVAE2, VQVAE2Output  # vqvae2 branch
 from vqkit.nn import (
     ConvDecoder,
     ConvEncoder,
@@ -91,6 +93,7 @@ __all__ = [
     "VLAE",
     "VQGAN",
     "VQVAE",
+    "VQVAE2",  # vqvae2 branch
     "ArrayDataset",
     "BetaVAE",
     "CapacityKL",
@@ -102,6 +105,7 @@ __all__ = [
     "GANStep",
     "GatedPixelCNN",
     "GumbelQuantizer",
+    "HierarchicalPrior",  # vqvae2 branch
     "HubConnectionError",
     "HubError",
     "HubMixin",
@@ -129,6 +133,7 @@ __all__ = [
     "Trainer",
     "TransformerPrior",
     "VAEOutput",
+    "VQVAE2Output",  # vqvae2 branch
     "VQVAEOutput",
     "VQVAEPriorOutput",
     "VectorQuantizer",

@@ -145,9 +145,10 @@ def _check_forward(kind: str, module: nn.Module, x: Any) -> torch.Tensor:
         assert all(v.dim() == 0 for v in out.losses.values())
         if module.exact_likelihood:
             log_prob = module.log_prob(x)
-            assert log_prob.shape == (x.shape[0],)
+            grids = x if isinstance(x, tuple) else (x,)  # a tuple: one grid per level (VQ-VAE-2)
+            assert log_prob.shape == (grids[0].shape[0],)
             if "bits_per_latent" in out.losses:
-                positions = x[0].numel()
+                positions = sum(grid[0].numel() for grid in grids)
                 expected = -log_prob.mean() / positions / torch.log(torch.tensor(2.0))
                 torch.testing.assert_close(out.losses["bits_per_latent"], expected.detach())
         return out.loss
@@ -167,6 +168,11 @@ def _check_forward(kind: str, module: nn.Module, x: Any) -> torch.Tensor:
         assert out.reconstruction.shape == x.shape
         if module.family == "discrete":
             codes = module.encode_indices(x)
+            if isinstance(codes, tuple):  # one grid per level (VQ-VAE-2), at latent_size
+                for grid, size in zip(codes, module.latent_size, strict=True):
+                    assert grid.shape == (x.shape[0], *size)
+                assert module.decode_indices(codes).shape == x.shape
+                return out.loss
             h, w = (
                 x.shape[2] // module.encoder.downsample_factor,
                 x.shape[3] // (module.encoder.downsample_factor),

@@ -4,6 +4,7 @@ from vqkit.autoregressive.base import GridPrior, LogitsHead
 from vqkit.autoregressive.checks import grid_dependencies, raster_before
 from vqkit.autoregressive.flow import MADEFlowPrior
 from vqkit.autoregressive.gated_pixelcnn import GatedLayer, GatedPixelCNN
+from vqkit.autoregressive.hierarchical import HierarchicalPrior  # vqvae2 branch
 from vqkit.autoregressive.made import MADE, MaskedMLP
 from vqkit.autoregressive.masked import MaskedConv2d, MaskedLinear, conv_mask
 from vqkit.autoregressive.maskgit import MaskGIT
@@ -15,6 +16,7 @@ __all__ = [
     "GatedLayer",
     "GatedPixelCNN",
     "GridPrior",
+    "HierarchicalPrior",  # vqvae2 branch
     "LogitsHead",
     "MADEFlowPrior",
     "MaskGIT",

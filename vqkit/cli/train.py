@@ -264,10 +264,10 @@ def spec_from_args(args: argparse.Namespace):
 def _has_prior(name: str, model_config: dict) -> bool:
     """Whether the model the options name is a discrete model with a prior."""
     import vqkit
-    from vqkit.models.presets import GAN_PRESETS, PRESETS
+    from vqkit.models.presets import GAN_PRESETS, PRESETS, VQVAE2_PRESETS
 
-    if name in PRESETS or name in GAN_PRESETS:
-        preset = PRESETS.get(name) or GAN_PRESETS[name]
+    if name in PRESETS or name in GAN_PRESETS or name in VQVAE2_PRESETS:
+        preset = PRESETS.get(name) or GAN_PRESETS.get(name) or VQVAE2_PRESETS[name]
         return model_config.get("prior", preset.config.get("prior")) is not None
     try:
         cls = vqkit.get("model", name)

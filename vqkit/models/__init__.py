@@ -5,6 +5,7 @@
   ImageVAE, BetaVAE, VLAE), assembled from encoder / decoder / prior specs the same way.
 - ``vqgan.py``: VQ-GAN, a VQ-VAE trained with a discriminator and a perceptual loss.
 - ``dvae.py``: the DALL-E dVAE, a VQ-VAE with Gumbel-softmax codes and a logit-Laplace likelihood.
+- ``vqvae2.py``: VQ-VAE-2, a top and a bottom code grid.
 - ``presets.py``: named VQ-VAE and VQ-GAN configurations.
 - ``_assembly.py``: the spec-wiring rules shared by every family.
 """
@@ -17,6 +18,7 @@ from vqkit.models.vae_base import VAEBase, VAEOutput
 from vqkit.models.vlae import VLAE
 from vqkit.models.vqgan import VQGAN
 from vqkit.models.vqvae import VQVAE, VQVAEOutput, VQVAEPriorOutput
+from vqkit.models.vqvae2 import VQVAE2, VQVAE2Output  # vqvae2 branch
 
 __all__ = [
     "DVAE",
@@ -25,11 +27,13 @@ __all__ = [
     "VLAE",
     "VQGAN",
     "VQVAE",
+    "VQVAE2",  # vqvae2 branch
     "BetaVAE",
     "ImageVAE",
     "Preset",
     "VAEBase",
     "VAEOutput",
+    "VQVAE2Output",  # vqvae2 branch
     "VQVAEOutput",
     "VQVAEPriorOutput",
     "create_model",

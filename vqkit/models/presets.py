@@ -411,6 +411,102 @@ DVAE_PRESETS: dict[str, Preset] = {
 }
 
 
+# --------------------------------------------------------------- VQ-VAE-2 presets (vqvae2 branch)
+# Kept out of PRESETS (VQVAE configs), registered under kind "model" the same way. Sources: Razavi
+# et al. 2019 (arXiv:1906.00446) §3.1 and Fig. 2a (256×256 images, 64×64 bottom and 32×32 top
+# codes); rosinality/vq-vae-2-pytorch vqvae.py defaults (channel 128, n_res_block 2,
+# n_res_channel 32, embed_dim 64, n_embed 512 at both levels; its train_vqvae.py uses
+# latent_loss_weight 0.25, here the quantizers' commitment_weight β = 0.25).
+
+
+def _vqvae2_resnet(hidden: int, blocks: int, res_hidden: int) -> dict[str, Any]:
+    return {
+        "type": "resnet",
+        "hidden_channels": hidden,
+        "num_residual_layers": blocks,
+        "residual_hidden_channels": res_hidden,
+    }
+
+
+def _vqvae2_config(
+    channels: int,
+    image_size: list[int],
+    bottom_downsamples: int,
+    net: tuple[int, int, int],
+    dims: tuple[int, int],
+    codebooks: tuple[int, int],
+    prior: dict[str, Any] | None,
+    top_decoder: bool,
+) -> dict[str, Any]:
+    hidden, blocks, res_hidden = net
+    part = _vqvae2_resnet(hidden, blocks, res_hidden)
+    config: dict[str, Any] = {
+        "encoder": {
+            **part,
+            "in_channels": channels,
+            "out_channels": hidden,
+            "num_downsamples": bottom_downsamples,
+        },
+        "top_encoder": {**part, "num_downsamples": 1},
+        "top_quantizer": _vq(dims[0], codebooks[0]),
+        "bottom_quantizer": _vq(dims[1], codebooks[1]),
+        "top_to_bottom": dict(part),
+        "decoder": {**part, "out_channels": channels},
+        "prior": prior,
+        "image_size": image_size,
+    }
+    if top_decoder:
+        config["top_decoder"] = {**part, "out_channels": channels}
+        config["top_reconstruction_weight"] = 1.0
+    return config
+
+
+def _hierarchical_prior(hidden: int, layers: int, cond: int) -> dict[str, Any]:
+    # The bottom prior is the spatially conditioned Gated PixelCNN (cond_channels wired by
+    # HierarchicalPrior; needs the `spatial` branch's GatedPixelCNN(cond_channels=...)).
+    return {
+        "type": "hierarchical",
+        "top": {**_prior(hidden, layers), "head_channels": 2 * hidden},
+        "bottom": {**_prior(hidden, layers), "head_channels": 2 * hidden},
+        "cond_channels": cond,
+        "embed_dim": cond,
+        "hidden_channels": hidden,
+    }
+
+
+VQVAE2_PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in [
+        Preset(
+            "vqvae2-imagenet256",
+            "the paper's 256×256 RGB shape: 64×64 bottom and 32×32 top codes, K=512 and D=64 "
+            "at both levels (build-only: no weights, no prior)",
+            "Razavi et al. 2019 (arXiv:1906.00446) §3.1, Fig. 2a (grids); widths and K, D: "
+            "rosinality/vq-vae-2-pytorch vqvae.py defaults; β=0.25",
+            _vqvae2_config(3, [256, 256], 2, (128, 2, 32), (64, 64), (512, 512), None, False),
+        ),
+        Preset(
+            "vqvae2-fashion-mnist",
+            "Fashion-MNIST 28×28: 14×14 bottom codes (K=16) under 7×7 top codes (K=256), "
+            "1176 bits per image, with a top-only decoder and a hierarchical Gated PixelCNN "
+            "prior; trains on a CPU in minutes",
+            "vqkit's own small configuration after Razavi et al. 2019 (arXiv:1906.00446); "
+            "28 → 14 → 7 (no padding); the same bits as a one-level 14×14 K=64 VQ-VAE",
+            _vqvae2_config(
+                1,
+                [28, 28],
+                1,
+                (64, 1, 32),
+                (32, 32),
+                (256, 16),
+                _hierarchical_prior(32, 6, 16),
+                True,
+            ),
+        ),
+    ]
+}
+
+
 def dvae_preset_config(name: str, **overrides: Any) -> dict[str, Any]:
     """The ``DVAE`` constructor arguments of dVAE preset ``name``, with ``overrides`` merged.
 
@@ -427,6 +523,24 @@ def _dvae_factory(preset: Preset) -> Callable[..., Any]:
         from vqkit.models.dvae import DVAE
 
         return DVAE(**dvae_preset_config(preset.name, **overrides))
+def vqvae2_preset_config(name: str, **overrides: Any) -> dict[str, Any]:
+    """The VQVAE2 constructor arguments of VQ-VAE-2 preset ``name``, with ``overrides`` merged.
+
+    Raises:
+        KeyError: ``name`` is not a VQ-VAE-2 preset (the message lists them).
+    """
+    if name not in VQVAE2_PRESETS:
+        raise KeyError(
+            f"unknown VQ-VAE-2 preset {name!r}; presets: {', '.join(sorted(VQVAE2_PRESETS))}"
+        )
+    return _merge(VQVAE2_PRESETS[name].config, overrides)
+
+
+def _vqvae2_factory(preset: Preset) -> Callable[..., Any]:
+    def create(**overrides: Any) -> Any:
+        from vqkit.models.vqvae2 import VQVAE2
+
+        return VQVAE2(**vqvae2_preset_config(preset.name, **overrides))
 
     create.__name__ = create.__qualname__ = preset.name.replace("-", "_")
     create.__doc__ = f"{preset.description}.\n\nSource: {preset.source}."
@@ -435,3 +549,5 @@ def _dvae_factory(preset: Preset) -> Callable[..., Any]:
 
 for _dvae_entry in DVAE_PRESETS.values():
     register("model", _dvae_entry.name)(_dvae_factory(_dvae_entry))
+for _vqvae2_entry in VQVAE2_PRESETS.values():
+    register("model", _vqvae2_entry.name)(_vqvae2_factory(_vqvae2_entry))

@@ -7,7 +7,11 @@ Figures and their units:
 - ``ssim``: mean over images of ``ssim`` (scikit-image conventions,
   7×7 uniform window, or the largest odd window that fits smaller images);
 - ``codebook_usage``, ``codebook_perplexity``, ``dead_codes``: counts over every code of every
-  image (``CodebookUsage``);
+  image (``CodebookUsage``); a multi-level model (VQ-VAE-2, whose ``codebook_size`` is a tuple,
+  one per level) also gets them per level (``codebook_usage_top``, ``codebook_perplexity_bottom``,
+  ...), and the plain keys then pool the levels: used and dead codes summed, usage their ratio
+  to the summed codebook sizes, perplexity the product of the levels' (the perplexity of the
+  pair of codes were the levels independent);
 - ``prior_nll``: an exact-likelihood prior's NLL of a code grid in nats per image;
   ``bits_per_latent``: ``prior_nll / (h · w · ln 2)``, bits per latent position (the same
   figure is also written as ``prior_bits_per_dim``, its 0.1 name);
@@ -158,7 +162,10 @@ def evaluate_reconstruction(
 def evaluate_codebook(
     model: nn.Module, data: Dataset | torch.Tensor, *, batch_size: int = 256
 ) -> dict[str, float]:
-    """Codebook usage, perplexity and dead codes of ``model.encode_indices`` over ``data``."""
+    """Codebook usage, perplexity and dead codes of ``model.encode_indices`` over ``data``
+    (per level too for a multi-level model)."""
+    if isinstance(model.codebook_size, tuple):
+        return _evaluate_levels(model, data, batch_size)
     usage = CodebookUsage(model.codebook_size)
     device = _device(model)
     with eval_mode(model, no_grad=True):
@@ -173,9 +180,46 @@ def evaluate_codebook(
     }
 
 
+def _level_names(count: int) -> list[str]:
+    return ["top", "bottom"] if count == 2 else [f"level{i}" for i in range(count)]
+
+
+def _evaluate_levels(model: nn.Module, data: Dataset | torch.Tensor, batch_size: int) -> dict:
+    """``evaluate_codebook`` of a multi-level model: per level, and the levels pooled."""
+    sizes = model.codebook_size
+    usages = [CodebookUsage(k) for k in sizes]
+    with eval_mode(model, no_grad=True):
+        for x in _batches(data, batch_size, _device(model)):
+            for usage, indices in zip(usages, model.encode_indices(x), strict=True):
+                usage.update(indices)
+    stats = [usage.compute() for usage in usages]
+    used = sum(s["used_codes"] for s in stats)
+    out = {
+        "codebook_usage": used / sum(sizes),
+        "codebook_used_codes": used,
+        "codebook_perplexity": math.prod(s["perplexity"] for s in stats),
+        "dead_codes": sum(s["dead_codes"] for s in stats),
+    }
+    for name, level in zip(_level_names(len(sizes)), stats, strict=True):
+        out[f"codebook_usage_{name}"] = level["usage"]
+        out[f"codebook_used_codes_{name}"] = level["used_codes"]
+        out[f"codebook_perplexity_{name}"] = level["perplexity"]
+        out[f"dead_codes_{name}"] = level["dead_codes"]
+    return out
+
+
+def _code_batches(codes, batch_size: int, device) -> Iterator:
+    """Batches of a code tensor, or tuples of batches of a tuple of code tensors (per level)."""
+    if not isinstance(codes, tuple):
+        yield from _batches(codes, batch_size, device)
+        return
+    for start in range(0, codes[0].shape[0], batch_size):
+        yield tuple(c[start : start + batch_size].to(device).long() for c in codes)
+
+
 @torch.no_grad()
 def evaluate_prior(
-    prior: nn.Module, codes: Dataset | torch.Tensor, *, batch_size: int = 256
+    prior: nn.Module, codes: Dataset | torch.Tensor | tuple, *, batch_size: int = 256
 ) -> dict[str, float]:
     """Exact NLL of code grids ``(N, h, w)`` under a likelihood prior.
 
@@ -187,7 +231,12 @@ def evaluate_prior(
     device = _device(prior)
     total, count, dims = 0.0, 0, None
     with eval_mode(prior, no_grad=True):
-        for idx in _batches(codes, batch_size, device):
+        for idx in _code_batches(codes, batch_size, device):
+            if isinstance(idx, tuple):  # one grid per level: positions of all levels
+                total += float(-prior.log_prob(idx).double().sum())
+                count += idx[0].shape[0]
+                dims = sum(level[0].numel() for level in idx)
+                continue
             total += float(-prior.log_prob(idx.long()).double().sum())
             count += idx.shape[0]
             dims = idx[0].numel()
@@ -375,7 +424,11 @@ def evaluate_model(
                 model.encode_latents if model.prior.domain == "continuous" else model.encode_indices
             )
             with eval_mode(model, no_grad=True):
-                codes = torch.cat([encode(x) for x in _batches(data, batch_size, _device(model))])
+                grids = [encode(x) for x in _batches(data, batch_size, _device(model))]
+            if isinstance(grids[0], tuple):  # one grid per level (VQ-VAE-2)
+                codes = tuple(torch.cat(level) for level in zip(*grids, strict=True))
+            else:
+                codes = torch.cat(grids)
             if model.prior.exact_likelihood:
                 metrics.update(evaluate_prior(model.prior, codes, batch_size=batch_size))
             else:

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, TensorDataset
 
 from vqkit._registry import get, list_registered
 from vqkit.data.dataset import ArrayDataset
@@ -78,9 +78,12 @@ def prior_objective(prior: nn.Module, codes: torch.Tensor) -> LossOutput:
     without an exact likelihood (MaskGIT) train on their own objective in the same stage.
 
     Shape:
-        - codes: ``(B, h, w)`` integer code grids (a ``"codes"`` prior) or ``(B, ...)`` latents
+        - codes: ``(B, h, w)`` integer code grids (a ``"codes"`` prior) or ``(B, ...)`` latents;
+          a tuple of grids, one per level, for a multi-level model (VQ-VAE-2)
     """
     if prior.domain == "codes":
+        if isinstance(codes, (tuple, list)):  # one grid per level (VQ-VAE-2)
+            return prior.loss(tuple(c.long() for c in codes))
         codes = codes.long()
     return prior.loss(codes)
 
@@ -121,9 +124,13 @@ def load_run_model(run: str | Path, *, device: str | None = None) -> nn.Module:
 @torch.no_grad()
 def encode_dataset(
     model: nn.Module, data: Dataset, batch_size: int = 256, *, latents: bool = False
-) -> ArrayDataset:
-    """Code grids ``(N, h, w)`` of the frozen discrete model for every image of ``data``; with
+) -> Dataset:
+    """Code grids ``(N, h, w)`` of the frozen discrete model for every image of ``data``
+    (a tuple of grids per image for a multi-level model such as VQ-VAE-2); with
     ``latents=True`` its pre-quantisation latents ``(N, D, h, w)`` (``model.encode_latents``).
+
+    A multi-level model (``encode_indices`` returns a tuple of grids, VQ-VAE-2) gives a
+    ``TensorDataset`` whose items are tuples of grids, one per level.
 
     ``data`` is any map-style dataset of images: an :class:`~vqkit.data.ArrayDataset` or one read
     on access (:class:`~vqkit.data.ImageFolderDataset`, :class:`~vqkit.data.MemmapArrayDataset`,
@@ -134,8 +141,13 @@ def encode_dataset(
     was_training = model.training
     model.eval()
     encode = model.encode_latents if latents else model.encode_indices
-    codes = [encode(x.to(device)).cpu() for x in sequential_batches(data, batch_size)]
+    codes = [encode(x.to(device)) for x in sequential_batches(data, batch_size)]
     model.train(was_training)
+    if isinstance(codes[0], tuple):  # one grid per level (VQ-VAE-2)
+        return TensorDataset(
+            *(torch.cat([c[i] for c in codes]).cpu() for i in range(len(codes[0])))
+        )
+    codes = [c.cpu() for c in codes]
     return ArrayDataset(
         torch.cat(codes), getattr(data, "labels", None), name=f"{_name(data)}-codes"
     )
@@ -255,6 +267,9 @@ def write_pictures(
     x = _head(data, num).to(device)
     generator = torch.Generator(device=device).manual_seed(seed)
     discrete = model.family == "discrete"
+    # A multi-level model (VQ-VAE-2) declares one codebook size per level: its codes are a
+    # tuple of grids, which the interpolation and latent-map pictures do not draw (yet).
+    one_grid = not (discrete and isinstance(model.codebook_size, tuple))
     if x.ndim == 2:  # 2-D points: data against samples
         n = min(len(data), 2000)
         series = {"data": _head(data, n).cpu()}
@@ -287,13 +302,13 @@ def write_pictures(
             title = "samples: prior codes, decoded" if discrete else "samples from the model"
             pictures["samples"] = save_image(labelled(grid, title=title), out_dir / "samples.png")
         half = min(8, x.shape[0] // 2)
-        if half:
+        if half and one_grid:
             frames = _interpolations(model, x[:half], x[half : 2 * half], steps=10)
             grid = image_grid(frames.reshape(-1, *x.shape[1:]).clamp(0, 1), nrow=10, scale=scale)
             title = "interpolations between two encodings, left to right"
             grid = labelled(grid, title=title + (" (snapped to codes)" if discrete else ""))
             pictures["interpolations"] = save_image(grid, out_dir / "interpolations.png")
-        if discrete:
+        if discrete and one_grid:
             pictures["latent_maps"] = save_image(
                 _latent_maps(model, x[:16]), out_dir / "latent_maps.png"
             )

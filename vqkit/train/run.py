@@ -363,9 +363,9 @@ def load_run_data(
 
 # ---- model --------------------------------------------------------------------------------------
 def _family(name: str) -> str:
-    from vqkit.models.presets import DVAE_PRESETS, GAN_PRESETS, PRESETS
+    from vqkit.models.presets import DVAE_PRESETS, GAN_PRESETS, PRESETS, VQVAE2_PRESETS
 
-    if name in PRESETS or name in GAN_PRESETS or name in DVAE_PRESETS:
+    if any(name in table for table in (PRESETS, GAN_PRESETS, DVAE_PRESETS, VQVAE2_PRESETS)):
         return "discrete"
     cls = get("model", name)
     problems = contract_problems("model", cls)
@@ -383,9 +383,11 @@ def resolve_model_config(spec: RunSpec, sample_shape: tuple[int, ...]) -> dict[s
         DVAE_PRESETS,
         GAN_PRESETS,
         PRESETS,
+        VQVAE2_PRESETS,
         dvae_preset_config,
         gan_preset_config,
         preset_config,
+        vqvae2_preset_config,
     )
 
     config = copy.deepcopy(spec.model_config)
@@ -412,6 +414,8 @@ def resolve_model_config(spec: RunSpec, sample_shape: tuple[int, ...]) -> dict[s
     dvae = _is_dvae(name)  # dvae branch: a DVAE wires its decoder's out_channels (2 per channel)
     if dvae:
         full = dvae_preset_config(name, **config) if name in DVAE_PRESETS else config
+    if name in VQVAE2_PRESETS:  # vqvae2 branch
+        full = vqvae2_preset_config(name, **config)
     encoder = full.get("encoder")
     if isinstance(encoder, dict) and encoder.get("in_channels") != c:
         given = config.get("encoder")
