@@ -1,4 +1,4 @@
-"""The ``vqkit`` command: ``vqkit train | sample | eval | push | list``.
+"""The ``vqkit`` command: ``vqkit train | sample | eval | push | list | report | view``.
 
 ``vqkit train`` with no arguments trains the ``vqvae-digits`` preset and its Gated PixelCNN prior
 on scikit-learn's 8×8 digits (no download) and writes a run folder with pictures, metrics and the
@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vqkit.cli import evaluate, listing, push, sample, train
+from vqkit.cli import evaluate, listing, push, report, sample, train, view
 from vqkit.cli._common import (
     FAILURE,
     INTERRUPTED,
@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_parser(sub, [debug, compute])
     push.add_parser(sub, [debug])
     listing.add_parser(sub, [debug])
+    report.add_parser(sub, [debug])
+    view.add_parser(sub, [debug, compute])
     return parser
 
 

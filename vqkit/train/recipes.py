@@ -12,6 +12,7 @@ A run folder holds::
     model/               the model in save_pretrained format (config.json, model.safetensors)
     <stage>/metrics.jsonl, <stage>/checkpoints/   per-stage training logs and checkpoints
     reconstructions.png, samples.png, interpolations.png, loss_curves.png, latent_maps.png
+    report.html          one self-contained page of all the above (vqkit.train.report)
 """
 
 from __future__ import annotations
@@ -383,6 +384,9 @@ def _save_run_files(
     metrics["eval_split"] = _name(eval_data)
     write_json_atomic(out_dir / "metrics.json", metrics)
     pictures = write_pictures(model, eval_data, out_dir, stages=stages, seed=seed)
+    from vqkit.train.report import write_report  # the viewer branch: report.html of the run
+
+    write_report(out_dir)
     return RunResult(out_dir, model, metrics, pictures, model_dir)
 
 
