@@ -35,7 +35,7 @@ import shutil
 import threading
 import warnings
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import torch
 from huggingface_hub import ModelCard, PyTorchModelHubMixin, constants, hf_hub_download
@@ -295,7 +295,7 @@ def _registered_name(cls: type) -> tuple[str, str] | None:
     return None
 
 
-def _hub_classes() -> list[tuple[str, str, type]]:
+def _hub_classes() -> list[tuple[str, str, type[HubMixin]]]:
     from vqkit import _registry
 
     _registry.load_plugins()
@@ -309,7 +309,7 @@ def _hub_classes() -> list[tuple[str, str, type]]:
 
 def _class_on_record(
     header: SafetensorsHeader, config: dict, class_name: str | None, where: str, weights: str
-) -> type:
+) -> type[HubMixin]:
     """The class named by ``_class_name``, agreeing with the weights' metadata when it has one."""
     if class_name is None:  # folders written before config.json recorded the class
         return _class_in_metadata(header, config, where, weights)
@@ -343,7 +343,9 @@ def _class_on_record(
     return recorded
 
 
-def _class_in_metadata(header: SafetensorsHeader, config: dict, where: str, weights: str) -> type:
+def _class_in_metadata(
+    header: SafetensorsHeader, config: dict, where: str, weights: str
+) -> type[HubMixin]:
     from vqkit import _registry
 
     kind, name = header.metadata.get("vqkit_kind"), header.metadata.get("vqkit_class")
@@ -405,7 +407,7 @@ def _placement(device: Any, dtype: Any) -> tuple[torch.device | None, torch.dtyp
 _DOWNLOAD_KEYS = ("revision", "cache_dir", "force_download", "local_files_only", "token")
 
 
-def _load(cls: type | None, source: str | Path, kwargs: dict[str, Any]) -> Any:
+def _load(cls: type[HubMixin] | None, source: str | Path, kwargs: dict[str, Any]) -> Any:
     model_id = str(source)
     download = {k: kwargs.pop(k) for k in _DOWNLOAD_KEYS if k in kwargs}
     strict = kwargs.pop("strict", True)
@@ -519,7 +521,8 @@ class HubMixin(
     @property
     def hub_config(self) -> dict[str, Any]:
         """The constructor arguments written to ``config.json`` (beside its ``_`` records)."""
-        config = dict(self._hub_mixin_config or {})
+        # typed dict | DataclassInstance: vqkit classes take keyword arguments, never a dataclass
+        config = dict(cast(dict[str, Any], self._hub_mixin_config or {}))
         for key in _NOT_CONFIG:
             config.pop(key, None)
         return config
@@ -547,7 +550,7 @@ class HubMixin(
         self,
         save_directory: str | Path,
         *,
-        config: dict | None = None,
+        config: object = None,
         repo_id: str | None = None,
         push_to_hub: bool = False,
         model_card_kwargs: dict[str, Any] | None = None,
@@ -609,7 +612,10 @@ class HubMixin(
         if registered is not None:
             metadata["vqkit_kind"], metadata["vqkit_class"] = registered
         (save_directory / CONFIG_NAME).write_text(json.dumps(config, sort_keys=True, indent=2))
-        save_model(self, str(save_directory / WEIGHTS_NAME), metadata=metadata)
+        # the mixin is always combined with nn.Module (see the class docstring)
+        save_model(
+            cast(torch.nn.Module, self), str(save_directory / WEIGHTS_NAME), metadata=metadata
+        )
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
         """Save into a temporary folder and upload it as one commit to ``repo_id``.

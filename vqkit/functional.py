@@ -21,6 +21,7 @@ closed form and reused by every quantizer.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal, cast, overload
 
 import torch
 import torch.nn.functional as F
@@ -95,6 +96,36 @@ def _blocked_argmin(dist: Tensor, block: int, out: Tensor) -> None:
     torch.add(rows.min(1).indices, best, out=out)
 
 
+@overload
+def nearest_code(
+    x: Tensor,
+    codebook: Tensor,
+    *,
+    chunk_size: int | None = ...,
+    cosine: bool = ...,
+    closest_rows: Literal[False] = ...,
+    center: Tensor | None = ...,
+) -> Tensor: ...
+@overload
+def nearest_code(
+    x: Tensor,
+    codebook: Tensor,
+    *,
+    chunk_size: int | None = ...,
+    cosine: bool = ...,
+    closest_rows: Literal[True],
+    center: Tensor | None = ...,
+) -> tuple[Tensor, Tensor, Tensor]: ...
+@overload
+def nearest_code(
+    x: Tensor,
+    codebook: Tensor,
+    *,
+    chunk_size: int | None = ...,
+    cosine: bool = ...,
+    closest_rows: bool = ...,
+    center: Tensor | None = ...,
+) -> Tensor | tuple[Tensor, Tensor, Tensor]: ...
 @torch.no_grad()
 def nearest_code(
     x: Tensor,
@@ -163,9 +194,9 @@ def nearest_code(
             else:
                 rows_c = buffer[: stop - start]  # (n_c, D + 1): [x − m, 1]
                 if compiling:  # out= into a strided view does not trace
-                    rows_c[:, :-1].copy_(x[start:stop]).sub_(center)
-                else:
-                    torch.sub(x[start:stop], center, out=rows_c[:, :-1])
+                    rows_c[:, :-1].copy_(x[start:stop]).sub_(cast(Tensor, center))
+                else:  # (center is set above in the euclidean branch)
+                    torch.sub(x[start:stop], cast(Tensor, center), out=rows_c[:, :-1])
             if compiling:
                 dist = torch.mm(rows_c, codes_t)  # (n_c, K): −x·e, or ‖e‖² − 2x·e (centred)
             else:
@@ -183,7 +214,7 @@ def nearest_code(
                     dist += rows_c[:, :-1].square().sum(1, keepdim=True)
                 val, row = dist.min(0)  # (K,), (K,)
                 row = row + start
-                if best_val is None:
+                if best_val is None or best_row is None:  # (both are set together)
                     best_val, best_row = val, row
                 else:
                     better = val < best_val
@@ -193,7 +224,8 @@ def nearest_code(
         if compiling:
             out = torch.cat(indices) if len(indices) > 1 else indices[0]
     if closest_rows:
-        return out, best_row, best_val
+        # best_* are None only for an empty x (no chunk ran), which the quantizers refuse first
+        return out, cast(Tensor, best_row), cast(Tensor, best_val)
     return out
 
 

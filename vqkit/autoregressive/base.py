@@ -9,7 +9,7 @@ add faster exact samplers by implementing ``_sample_<method>``.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -66,10 +66,11 @@ class LogitsHead(nn.Sequential):
     def step_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(W1, b1, W2, b2)`` for :meth:`step`: the two 1×1 convolutions as matrices acting
         from the right, (C, head) and (head, K). Copies: compute once per sampling call."""
-        hidden, out = self[1], self[3]
+        # nn.Sequential indexes as Module; these two are the 1×1 convolutions built above
+        hidden, out = cast(nn.Conv2d, self[1]), cast(nn.Conv2d, self[3])
         w1 = hidden.weight[:, :, 0, 0].t().contiguous()  # (C, head)
         w2 = out.weight[:, :, 0, 0].t().contiguous()  # (head, K)
-        return w1, hidden.bias, w2, out.bias
+        return w1, cast(torch.Tensor, hidden.bias), w2, cast(torch.Tensor, out.bias)  # bias=True
 
     @staticmethod
     def step(

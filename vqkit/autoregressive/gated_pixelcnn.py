@@ -28,7 +28,7 @@ the stacks: see :mod:`vqkit.autoregressive.gated_sampling`.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -111,6 +111,9 @@ class GatedLayer(nn.Module):
         - Output: (v_out, h_out, skip), each (B, C, H, W)
     """
 
+    cond_v: nn.Embedding | None
+    cond_h: nn.Embedding | None
+
     def __init__(
         self,
         channels: int,
@@ -153,7 +156,7 @@ class GatedLayer(nn.Module):
         v_pre = self.v_conv(F.pad(v, (p, p, p, 0)))[:, :, :height]  # (B, 2C, H, W)
         h_pre = self.h_conv(F.pad(h, (p, 0, 0, 0)))[:, :, :, :width]  # (B, 2C, H, W)
         h_pre = h_pre + self.v_to_h(v_pre)
-        if self.cond_v is not None:
+        if self.cond_v is not None and self.cond_h is not None:  # (set together)
             v_pre = v_pre + self.cond_v(cond)[:, :, None, None]
             h_pre = h_pre + self.cond_h(cond)[:, :, None, None]
         v_out = gate(v_pre)  # (B, C, H, W)
@@ -188,12 +191,15 @@ class GatedLayer(nn.Module):
         v_to_h = self.v_to_h.weight[:, :, 0, 0].t()  # (2C, 2C)
         window = self.h_conv.weight[:, :, 0, :]  # (2C, C, reach)
         window = window.permute(2, 1, 0).reshape(-1, 2 * c)  # (reach·C, 2C): row r·C + c_in
-        out_w, out_b = self.h_out.weight[:, :, 0, 0].t(), self.h_out.bias  # (C, 2C), (2C,)
+        # conv biases are typed Tensor | None by torch; every conv here is built with a bias
+        v_bias, h_bias = cast(torch.Tensor, self.v_conv.bias), cast(torch.Tensor, self.h_conv.bias)
+        link_bias = cast(torch.Tensor, self.v_to_h.bias) + h_bias
+        out_w, out_b = self.h_out.weight[:, :, 0, 0].t(), cast(torch.Tensor, self.h_out.bias)
         return StepWeights(
             vertical=vertical.contiguous(),
-            vertical_bias=self.v_conv.bias,
+            vertical_bias=v_bias,
             v_to_h=v_to_h.contiguous(),
-            link_bias=self.v_to_h.bias + self.h_conv.bias,
+            link_bias=link_bias,
             window=window.contiguous(),
             residual=torch.cat([out_w[:, :c], out_b[None, :c]]).contiguous(),
             skip=torch.cat([out_w[:, c:], out_b[None, c:]]).contiguous(),
@@ -230,7 +236,7 @@ class GatedLayer(nn.Module):
         v_pre = torch.addmm(weights.vertical_bias, cols, weights.vertical)  # (N·W, 2C)
         link = torch.addmm(weights.link_bias, v_pre, weights.v_to_h)  # (N·W, 2C)
         v_pre, link = v_pre.view(n, width, 2 * c), link.view(n, width, 2 * c)
-        if self.cond_v is not None:
+        if self.cond_v is not None and self.cond_h is not None:  # (set together)
             v_pre = v_pre + self.cond_v(cond)[:, None, :]
             link = link + self.cond_h(cond)[:, None, :]
         return torch.tanh(v_pre[..., :c]) * torch.sigmoid(v_pre[..., c:]), link
@@ -288,7 +294,8 @@ class GatedLayer(nn.Module):
         if self.first:
             torch.mm(buffers.gated, weights.residual, out=out)
         else:
-            torch.addmm(residual, buffers.gated, weights.residual, out=out)
+            # residual is given for every layer after the first (see Args)
+            torch.addmm(cast(torch.Tensor, residual), buffers.gated, weights.residual, out=out)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, kernel_size={self.kernel_size}, first={self.first}"
@@ -365,7 +372,7 @@ class GatedPixelCNN(GridPrior, HubMixin):
     @property
     def reach(self) -> int:
         """R: how many rows up, and columns left or right, the output at a position sees."""
-        return sum(layer.pad for layer in self.layers)
+        return sum(cast(GatedLayer, layer).pad for layer in self.layers)  # typed Module
 
     def receptive_field(self, size: tuple[int, int], position: tuple[int, int]) -> torch.Tensor:
         """The positions the logits at ``position`` depend on, by construction.

@@ -131,6 +131,8 @@ class MaskedConv2d(nn.Conv2d):
         - Output: (B, C_out, H, W)
     """
 
+    mask: torch.Tensor  # buffer registered in __init__
+
     def __init__(
         self,
         in_channels: int,
@@ -195,6 +197,8 @@ class MaskedLinear(nn.Linear):
         - Input: (*, in_features)
         - Output: (*, out_features)
     """
+
+    mask: torch.Tensor  # buffer registered in __init__
 
     def __init__(
         self,

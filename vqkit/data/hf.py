@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.utils.data import Dataset
@@ -133,7 +133,7 @@ class HFImageDataset(Dataset):
         self.image_column = image_column
         self.labels = labels
         self.mode = mode
-        self.image_size = tuple(image_size)
+        self.image_size = cast(tuple[int, int], tuple(image_size))  # (H, W)
         self.resize = resize
         self.fit = fit
         self.name = name

@@ -16,7 +16,7 @@ import operator
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.utils.data import Dataset
@@ -104,7 +104,7 @@ class ImageFolderDataset(Dataset):
         self.files = list(files)
         self.labels = labels
         self.mode = mode
-        self.image_size = tuple(image_size)
+        self.image_size = cast(tuple[int, int], tuple(image_size))  # (H, W)
         self.fit = fit
         self.resize = resize
         self.name = name

@@ -8,7 +8,8 @@ Gaussian through its latent, which makes these sets a quick check of the whole p
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 
@@ -38,8 +39,12 @@ def _check_common(owner: str, seed: Any, **numbers: Any) -> None:
 def _pair(owner: str, name: str, value: Any, *, positive: bool) -> tuple[float, float]:
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
         raise ValueError(f"{owner}: {name} must be a pair of numbers, got {value!r}")
-    return tuple(
-        check_number(owner, name, v, low=0 if positive else None, low_open=positive) for v in value
+    return cast(  # len(value) == 2, checked above
+        tuple[float, float],
+        tuple(
+            check_number(owner, name, v, low=0 if positive else None, low_open=positive)
+            for v in value
+        ),
     )
 
 
@@ -122,7 +127,7 @@ def gaussian_grid(
     )
 
 
-TOY_DATASETS = {
+TOY_DATASETS: dict[str, Callable[..., ArrayDataset]] = {
     "correlated_gaussian": correlated_gaussian,
     "gaussian_ring": gaussian_ring,
     "gaussian_grid": gaussian_grid,

@@ -65,6 +65,16 @@ class FSQ(nn.Module):
         True
     """
 
+    # Constant buffers registered in __init__ (typed for the checker, see vq.py).
+    _half_l: Tensor
+    _offset: Tensor
+    _shift: Tensor
+    _half_width: Tensor
+    _basis: Tensor
+    _levels: Tensor
+    project_in: nn.Linear | None
+    project_out: nn.Linear | None
+
     def __init__(
         self,
         levels: list[int],

@@ -13,7 +13,7 @@ straight-through sums it ``num_quantizers`` times), and each stage's commitment 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -65,6 +65,9 @@ class ResidualVQ(nn.Module):
         >>> out.indices.shape
         torch.Size([2, 8, 8, 4])
     """
+
+    project_in: nn.Linear | None
+    project_out: nn.Linear | None
 
     def __init__(
         self,
@@ -118,7 +121,8 @@ class ResidualVQ(nn.Module):
 
     def stage(self, level: int) -> VectorQuantizer:
         """The quantizer of stage ``level`` (the same module for every stage if shared)."""
-        return self.layers[0 if self.shared_codebook else level]
+        # nn.ModuleList indexes as Module; every entry is a VectorQuantizer (built above)
+        return cast(VectorQuantizer, self.layers[0 if self.shared_codebook else level])
 
     def forward(self, x: Tensor) -> QuantizerOutput:
         z, batch_shape = input_rows(self, x)  # (N, Dc)
@@ -138,6 +142,7 @@ class ResidualVQ(nn.Module):
                 losses.append(loss)
                 ppls.append(ppl)
                 metrics.update({f"stage{level}/{k}": v for k, v in stage_metrics.items()})
+            assert total is not None  # num_quantizers >= 1 (checked in __init__)
             if torch.is_grad_enabled() and z.requires_grad:
                 estimator = rotate_to if self.gradient == "rotation" else straight_through
                 quantized = estimator(z, total)
@@ -173,6 +178,7 @@ class ResidualVQ(nn.Module):
         for level in range(flat.shape[1]):
             q = F.embedding(flat[:, level], self.stage(level).codebook)  # (N, Dc)
             total = q if total is None else total + q
+        assert total is not None  # n >= 1 (checked above)
         if self.project_out is not None:
             total = self.project_out(total)  # (N, D)
         return from_rows(total, tuple(indices.shape[:-1]), self.channel_last)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -150,6 +150,18 @@ class VectorQuantizer(nn.Module):
         torch.Size([8, 16, 16])
     """
 
+    # Buffers (and, with ema=False, the ``embed`` parameter) registered in __init__, typed for
+    # the checker: nn.Module.__getattr__ would otherwise type them ``Tensor | Module``.
+    embed: Tensor
+    cluster_size: Tensor
+    embed_sum: Tensor
+    usage: Tensor
+    steps: Tensor
+    last_used: Tensor
+    initialized: Tensor
+    project_in: nn.Linear | None
+    project_out: nn.Linear | None
+
     def __init__(
         self,
         dim: int,
@@ -215,7 +227,9 @@ class VectorQuantizer(nn.Module):
         spec_anchor = reseed.get("anchor", self.anchor) if isinstance(reseed, Mapping) else None
         if self.anchor != "random" and spec_anchor not in (None, self.anchor):
             raise ValueError(
-                f"{name}: anchor={anchor!r} contradicts the reseed spec {dict(reseed)!r}"
+                # spec_anchor is not None only when reseed is a Mapping
+                f"{name}: anchor={anchor!r} contradicts the reseed spec "
+                f"{dict(cast(Mapping[str, Any], reseed))!r}"
             )
         self.usage_window = check_positive_int(name, "usage_window", usage_window)
         self.chunk_size = (
@@ -434,7 +448,7 @@ class VectorQuantizer(nn.Module):
                 closest_rows=closest,
                 center=center,
             )
-            indices = search[0] if closest else search  # (N,)
+            indices = search[0] if isinstance(search, tuple) else search  # (N,)
             q = F.embedding(indices, codes)  # (N, Dc); gradient to a learnable codebook
 
             fused = self.gradient == "ste" and torch.is_grad_enabled() and z.requires_grad
@@ -454,7 +468,7 @@ class VectorQuantizer(nn.Module):
                 metrics["codebook"] = codebook_loss.detach()
 
             if self.training:
-                anchors = search[1:] if closest else None
+                anchors = search[1:] if isinstance(search, tuple) else None
                 metrics.update(self._training_update(indices, z.detach(), anchors))
             else:
                 metrics.update(self._eval_metrics(indices))
@@ -491,7 +505,7 @@ class VectorQuantizer(nn.Module):
             for owner, name in _FP32_STATE:
                 module = self if owner is None else getattr(self, owner, None)
                 tensor = None if module is None else getattr(module, name, None)
-                if tensor is None or tensor.dtype == torch.float32:
+                if module is None or tensor is None or tensor.dtype == torch.float32:
                     continue
                 if isinstance(tensor, nn.Parameter):
                     tensor.data = tensor.data.float()
