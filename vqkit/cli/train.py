@@ -270,7 +270,7 @@ def _has_prior(name: str, model_config: dict) -> bool:
         preset = PRESETS.get(name) or GAN_PRESETS[name]
         return model_config.get("prior", preset.config.get("prior")) is not None
     try:
-        cls = vqkit.get("model", name)
+        cls: Any = vqkit.get("model", name)  # a registered model class
     except KeyError as exc:
         raise CLIError(f"--model: {one_line(exc)}") from None
     return cls.family == "discrete" and model_config.get("prior") is not None
