@@ -28,6 +28,7 @@ multiplies the commitment term ``‖z − sg(e)‖²``; ``tests/gan`` checks it 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any, ClassVar, cast
 
 import torch
@@ -217,7 +218,7 @@ class VQGAN(
         x: torch.Tensor,
         discriminator: nn.Module,
         step: int,
-        perceptual: nn.Module | None = None,
+        perceptual: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], VQVAEOutput]:
         """The generator's objective at training step ``step`` (eq. 5–7 of the paper).
 

@@ -120,7 +120,8 @@ def flatten_optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict, dic
         ``param_groups`` and the non-tensor per-parameter values.
     """
     state = optimizer.state_dict()
-    tensors, scalars = {}, {}
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {}
     for index, per_param in state["state"].items():
         for key, value in per_param.items():
             if isinstance(value, torch.Tensor):
@@ -534,7 +535,7 @@ def run_folder_lock(out_dir: str | Path | None) -> Iterator[None]:
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows
-        fcntl = None
+        fcntl = None  # type: ignore[assignment]  # no fcntl module: the lock is skipped
 
     def refuse(owner: dict) -> RunFolderInUseError:
         host = f" on {owner['host']}" if owner.get("host") not in (None, me["host"]) else ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import cast
 
 from vqkit._checks import check_bool, check_int
 from vqkit.contracts import LossOutput
@@ -72,7 +73,7 @@ class TrainConfig:
     pin_memory: bool | None = None
 
     def __post_init__(self) -> None:
-        self.betas = tuple(self.betas)
+        self.betas = cast(tuple[float, float], tuple(self.betas))  # a list from JSON too
         if self.epochs is None and self.max_steps is None:
             raise ValueError("set epochs, max_steps, or both; with neither training never ends")
         for name in ("epochs", "max_steps", "patience", "checkpoint_every"):

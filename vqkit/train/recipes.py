@@ -17,9 +17,10 @@ A run folder holds::
 from __future__ import annotations
 
 import json
+from collections.abc import Sized
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -64,12 +65,12 @@ class RunResult:
 
     out_dir: Path
     model: nn.Module
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
     pictures: dict[str, Path] = field(default_factory=dict)
     model_dir: Path | None = None
 
 
-def prior_objective(prior: nn.Module, codes: torch.Tensor) -> LossOutput:
+def prior_objective(prior: Any, codes: torch.Tensor) -> LossOutput:
     """The prior stage's objective on a batch of codes: the prior's own ``loss`` (its contract,
     :class:`vqkit.contracts.Prior`).
 
@@ -114,12 +115,12 @@ def load_run_model(run: str | Path, *, device: str | None = None) -> nn.Module:
         raise ValueError(f"{config_file} is not a run's config.json: it names no model class")
     if not (run / "model").is_dir():
         raise FileNotFoundError(f"{str(run)!r} has no trained model yet (no model/ folder)")
-    model = get("model", name).from_pretrained(str(run / "model"))
+    model = cast(Any, get("model", name)).from_pretrained(str(run / "model"))
     return model.to(device or "cpu").eval()
 
 
 @torch.no_grad()
-def encode_dataset(model: nn.Module, data: Dataset, batch_size: int = 256) -> ArrayDataset:
+def encode_dataset(model: Any, data: Dataset, batch_size: int = 256) -> ArrayDataset:
     """Code grids ``(N, h, w)`` of the frozen discrete model for every image of ``data``.
 
     ``data`` is any map-style dataset of images: an :class:`~vqkit.data.ArrayDataset` or one read
@@ -143,7 +144,7 @@ def _name(data: Dataset) -> str:
 
 def _head(data: Dataset, n: int) -> torch.Tensor:
     """The first ``min(n, len(data))`` samples of any map-style dataset, as one tensor."""
-    return fetch(data, torch.arange(min(n, len(data))))
+    return fetch(data, torch.arange(min(n, len(cast(Sized, data)))))
 
 
 #: The run folder's cached feature extractor of the sample-quality figures.
@@ -164,7 +165,7 @@ def run_classifier(run: str | Path, train: Dataset, *, seed: int = 0):
 
     labels = getattr(train, "labels", None)
     shape = tuple(getattr(train, "sample_shape", ()))
-    if labels is None or len(shape) != 3 or min(shape[1:]) < 2 or len(train) < 2:
+    if labels is None or len(shape) != 3 or min(shape[1:]) < 2 or len(cast(Sized, train)) < 2:
         return None
     labels = labels[:_CLASSIFIER_IMAGES].long()
     if int(labels.max()) < 1 or int(labels.min()) < 0:
@@ -225,7 +226,7 @@ def _pairs(x: torch.Tensor, x_hat: torch.Tensor, per_row: int = 8) -> torch.Tens
 
 @torch.no_grad()
 def write_pictures(
-    model: nn.Module,
+    model: Any,
     data: Dataset,
     out_dir: Path,
     *,
@@ -242,7 +243,7 @@ def write_pictures(
     number of images in ``data`` (at least one).
     """
     out_dir = Path(out_dir)
-    if len(data) == 0:
+    if len(cast(Sized, data)) == 0:
         raise ValueError(f"write_pictures needs at least one sample, {_name(data)} is empty")
     device = next(model.parameters()).device
     was_training = model.training
@@ -252,7 +253,7 @@ def write_pictures(
     generator = torch.Generator(device=device).manual_seed(seed)
     discrete = model.family == "discrete"
     if x.ndim == 2:  # 2-D points: data against samples
-        n = min(len(data), 2000)
+        n = min(len(cast(Sized, data)), 2000)
         series = {"data": _head(data, n).cpu()}
         if not discrete:
             # Points are drawn with the decoder's noise: its means alone lie on a curve.
@@ -299,7 +300,7 @@ def write_pictures(
     return pictures
 
 
-def _interpolations(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor, steps: int):
+def _interpolations(model: Any, x1: torch.Tensor, x2: torch.Tensor, steps: int):
     """``(B, steps, C, H, W)``: decodes along the line between two encodings."""
     if model.family == "continuous":
         return model.interpolate(x1, x2, steps=steps)
@@ -312,7 +313,7 @@ def _interpolations(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor, steps:
     return model.decoder(quantized).view(b, steps, *x1.shape[1:])
 
 
-def _latent_maps(model: nn.Module, x: torch.Tensor):
+def _latent_maps(model: Any, x: torch.Tensor):
     """Images (top rows) above their code index maps (bottom rows), each map stretched to the
     size of its image so that every tile lines up with the image it encodes."""
     from PIL import Image
@@ -345,7 +346,7 @@ def _latent_maps(model: nn.Module, x: torch.Tensor):
 
 
 def _save_run_files(
-    model: nn.Module,
+    model: Any,
     eval_data: Dataset,
     out_dir: Path,
     config: dict,
@@ -358,7 +359,7 @@ def _save_run_files(
     model_dir = out_dir / "model"
     model.save_pretrained(str(model_dir))
     classifier = run_classifier(out_dir, train, seed=seed) if train is not None else None
-    metrics = evaluate_model(model, eval_data, seed=seed, classifier=classifier)
+    metrics: dict[str, Any] = evaluate_model(model, eval_data, seed=seed, classifier=classifier)
     for key in SAMPLE_QUALITY_KEYS:  # the same keys for every model
         metrics.setdefault(key, None)
     metrics["eval_split"] = _name(eval_data)
@@ -368,7 +369,7 @@ def _save_run_files(
 
 
 def train_vqvae_run(
-    model: nn.Module,
+    model: Any,
     train: ArrayDataset,
     val: ArrayDataset | None,
     out_dir: str | Path,

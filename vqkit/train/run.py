@@ -261,7 +261,7 @@ class RunSpec:
         ):
             if value is not None:
                 changes[name] = value
-        data_changes = {
+        data_changes: dict[str, Any] = {
             name: value for name, value in (("lazy", lazy), ("cache", cache)) if value is not None
         }
         if not changes and not data_changes:
@@ -344,8 +344,9 @@ def load_run_data(
             f"image_size resizes data held in memory; {spec!r} with lazy=True is read as "
             "stored (drop lazy, or resize the files)"
         )
-    train_all = load_dataset(spec, split="train", seed=data.seed, **options)
-    test = None
+    # an ArrayDataset, or a lazy dataset with the same interface (name, len, subset, split)
+    train_all: Any = load_dataset(spec, split="train", seed=data.seed, **options)
+    test: Any = None
     if spec.startswith(("fashion-mnist", "mnist")):
         test = load_dataset(spec, split="test", **({"lazy": True} if data.lazy else {}))
         test.name = f"{test.name}-test"
@@ -367,7 +368,7 @@ def _family(name: str) -> str:
 
     if name in PRESETS or name in GAN_PRESETS:
         return "discrete"
-    cls = get("model", name)
+    cls: Any = get("model", name)  # a registered model class
     problems = contract_problems("model", cls)
     if problems or cls.family not in ("discrete", "continuous"):
         raise ValueError(
