@@ -1,6 +1,6 @@
 """Hugging Face Hub glue: ``config.json`` + ``model.safetensors`` + a model card, checked loading.
 
-Every vqkit model and standalone prior inherits :class:`HubMixin`, which is
+Every vqkit model and standalone prior inherits [`HubMixin`][vqkit.HubMixin], which is
 ``huggingface_hub.PyTorchModelHubMixin`` with vqkit's defaults:
 
 - ``config.json`` is the constructor arguments (minus ``device`` / ``dtype``) plus, as diffusers
@@ -17,12 +17,12 @@ Every vqkit model and standalone prior inherits :class:`HubMixin`, which is
 - a downloaded folder is treated as untrusted: ``config.json`` is parsed strictly, the model is
   first built on the ``meta`` device under a size budget implied by the weights file, every tensor's
   name, shape and dtype is compared with the safetensors header, and only then is the model
-  materialised and loaded. Every refusal raises a :class:`HubError` naming the file (and the key);
+  materialised and loaded. Every refusal raises a ``HubError`` naming the file (and the key);
 - the generated model card names the library, the licence, the pipeline tag, the tags, how to load
   the model, and the config.
 
-The header checks live in :mod:`vqkit._safetensors`, the bounded meta build in
-:mod:`vqkit._meta_build`, the error types in :mod:`vqkit.errors`.
+The header checks live in ``vqkit._safetensors``, the bounded meta build in
+``vqkit._meta_build``, the error types in ``vqkit.errors``.
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ def _resolve_file(
     local_files_only: bool = False,
     token: str | bool | None = None,
 ) -> str:
-    """The local path of ``filename`` in a folder or a Hub repo, or one clear :class:`HubError`."""
+    """The local path of ``filename`` in a folder or a Hub repo, or one clear ``HubError``."""
     where = _describe(model_id, revision)
     if os.path.isdir(model_id):
         path = os.path.join(model_id, filename)
@@ -479,10 +479,10 @@ def from_pretrained(pretrained_model_name_or_path: str | Path, **kwargs: Any) ->
 
     Args:
         pretrained_model_name_or_path: a local folder, or a Hub repo id such as ``"user/repo"``.
-        **kwargs: as :meth:`HubMixin.from_pretrained`.
+        **kwargs: as [`HubMixin.from_pretrained`][vqkit.HubMixin.from_pretrained].
 
     Raises:
-        HubError: see :meth:`HubMixin.from_pretrained`; also ``InvalidModelError`` when
+        HubError: see ``HubMixin.from_pretrained``; also ``InvalidModelError`` when
             ``_class_name`` and the weights' ``vqkit_class`` name different classes.
         KeyError: ``_class_name`` or ``vqkit_class`` names no registered vqkit model or prior.
 
@@ -566,7 +566,7 @@ class HubMixin(
             save_directory: folder to create or overwrite.
             config: not supported (the config is always the constructor arguments); must be None.
             repo_id: with ``push_to_hub=True``, the repository to push to.
-            push_to_hub: also upload the folder (see :meth:`push_to_hub`).
+            push_to_hub: also upload the folder (see [`push_to_hub`][vqkit.HubMixin.push_to_hub]).
             model_card_kwargs: extra fields for the generated card (``repo_id`` for the snippet).
         """
         if config is not None:
@@ -696,7 +696,7 @@ class HubMixin(
         only then is the model built for real and loaded.
 
         Args:
-            pretrained_model_name_or_path: a local folder written by :meth:`save_pretrained`, or
+            pretrained_model_name_or_path: a local folder written by ``save_pretrained``, or
                 a Hub repo id such as ``"user/vqvae-celeba"``.
             **kwargs: ``strict`` (default True: missing, unexpected or unknown keys raise),
                 ``device`` (where to put the model; ``map_location`` is an alias), ``dtype`` (a

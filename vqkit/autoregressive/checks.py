@@ -42,7 +42,7 @@ def grid_dependencies(
     hides a dependency).
 
     Args:
-        prior: a grid prior over codes: a :class:`~vqkit.autoregressive.base.GridPrior`
+        prior: a grid prior over codes: a ``GridPrior``
             (PixelCNN, GatedPixelCNN), TransformerPrior or MaskGIT — anything with an
             ``embedding`` and ``logits_from_embeddings``.
         size: grid size (H, W).

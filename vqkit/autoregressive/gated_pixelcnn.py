@@ -19,11 +19,11 @@ masks, so no weight is ever wasted.
 
 Receptive field of the output at (i, j) with L layers, R = first_kernel_size // 2 +
 (L - 1) * (kernel_size // 2): every (i', j') with ``i - R <= i' < i`` and ``|j' - j| <= R``, and
-every (i, j') with ``j - R <= j' < j`` (clipped to the grid). :meth:`GatedPixelCNN.receptive_field`
+every (i, j') with ``j - R <= j' < j`` (clipped to the grid). ``GatedPixelCNN.receptive_field``
 returns it; the tests check that autograd finds exactly this set.
 
 Sampling: ``method="naive"`` runs H·W full forward passes; ``method="fast"`` (the default) caches
-the stacks: see :mod:`vqkit.autoregressive.gated_sampling`.
+the stacks: see ``vqkit.autoregressive.gated_sampling``.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def gate(x: torch.Tensor) -> torch.Tensor:
 
 
 class StepWeights(NamedTuple):
-    """A :class:`GatedLayer`'s weights as matrices for its incremental steps (``step_weights``).
+    """A ``GatedLayer``'s weights as matrices for its incremental steps (``step_weights``).
 
     Matrices act on channels-last rows from the right (``x @ M``):
 
@@ -80,7 +80,7 @@ class StepWeights(NamedTuple):
 
 
 class StepBuffers(NamedTuple):
-    """Scratch space of :meth:`GatedLayer.horizontal_step` (see ``step_buffers``).
+    """Scratch space of ``GatedLayer.horizontal_step`` (see ``step_buffers``).
 
     ``pre`` (N, 2C) holds the pre-activations and ``pre_tanh`` / ``pre_sigmoid`` are its two
     halves; ``gated`` (N, C + 1) is ``[g, 1]`` and ``features`` its first C columns.
@@ -179,8 +179,8 @@ class GatedLayer(nn.Module):
         return self.h_conv.kernel_size[1]
 
     def step_weights(self) -> StepWeights:
-        """The layer's weights laid out as matrices for :meth:`vertical_row` and
-        :meth:`horizontal_step`.
+        """The layer's weights laid out as matrices for ``vertical_row`` and
+        ``horizontal_step``.
 
         Compute them once per sampling call (they are copies: recompute after changing the
         parameters).
@@ -217,7 +217,7 @@ class GatedLayer(nn.Module):
         input: ``v_to_h`` of the vertical pre-activations, the biases and the class embedding.
 
         Args:
-            weights: :meth:`step_weights`.
+            weights: ``step_weights``.
             window: the vertical stack's input at rows ``i - p .. i - 1`` (first layer) or
                 ``i - p .. i`` (zeros above the grid), zero-padded by p columns on each side,
                 channels last.
@@ -242,7 +242,7 @@ class GatedLayer(nn.Module):
         return torch.tanh(v_pre[..., :c]) * torch.sigmoid(v_pre[..., c:]), link
 
     def step_buffers(self, gated: torch.Tensor) -> StepBuffers:
-        """Scratch buffers and views for :meth:`horizontal_step`, built once per sampling call.
+        """Scratch buffers and views for ``horizontal_step``, built once per sampling call.
 
         Args:
             gated: (N, C + 1) tensor (usually a view of the sampler's buffer of all layers) that
@@ -275,11 +275,11 @@ class GatedLayer(nn.Module):
         not a differentiable one.
 
         Args:
-            weights: :meth:`step_weights`.
-            buffers: :meth:`step_buffers`.
+            weights: ``step_weights``.
+            buffers: ``step_buffers``.
             window: the horizontal input at columns ``j - p .. j - 1`` (first layer) or
                 ``j - p .. j`` (zeros left of the grid), flattened channels last.
-            link: row i's ``link`` at column j (see :meth:`vertical_row`).
+            link: row i's ``link`` at column j (see ``vertical_row``).
             residual: the horizontal input at column j (layers after the first).
             out: where to write the layer's horizontal output, or None.
 

@@ -62,7 +62,7 @@ def check_hidden_features(owner: str, value: object) -> list[int]:
 
 
 class MaskedMLP(nn.Module):
-    """The MADE network: an MLP of :class:`MaskedLinear` layers with ReLU in between.
+    """The MADE network: an MLP of ``MaskedLinear`` layers with ReLU in between.
 
     Args:
         num_features: number of features D.
@@ -311,7 +311,7 @@ class MADE(nn.Module, HubMixin):
 
     def loss(self, indices: torch.Tensor, cond: None = None) -> LossOutput:
         """Training objective: NLL in nats per variable (see
-        :func:`vqkit.contracts.likelihood_loss`); an empty batch raises ``ValueError``."""
+        ``vqkit.contracts.likelihood_loss``); an empty batch raises ``ValueError``."""
         log_prob = self.log_prob(indices, cond)
         if log_prob.shape[0] == 0:
             raise ValueError(

@@ -17,7 +17,7 @@ and T steps; at step t = 0..T-1, with r = (t+1)/T:
 3. keep m = clamp(⌊N₀·γ(r)⌋, 1, unknown - 1) masked (the least confident), reveal the rest; the
    last step reveals everything.
 
-No exact likelihood: ``log_prob`` raises ``NotImplementedError``; in eval mode :meth:`MaskGIT.loss`
+No exact likelihood: ``log_prob`` raises ``NotImplementedError``; in eval mode ``MaskGIT.loss``
 reports deterministic masked-token NLLs at fixed mask ratios (``masked_nll_r25/_r50/_r75``).
 
 Note on sample sharpness: the confidence step keeps likely codes more often than a draw from the
@@ -75,7 +75,7 @@ SCHEDULES: dict[str, Callable[[float], float]] = {
     "sqrt": lambda r: 1.0 - math.sqrt(r),
 }
 
-#: Mask ratios at which eval-mode :meth:`MaskGIT.loss` reports masked-token NLLs.
+#: Mask ratios at which eval-mode ``MaskGIT.loss`` reports masked-token NLLs.
 EVAL_RATIOS = (0.25, 0.5, 0.75)
 
 
@@ -136,8 +136,8 @@ class MaskGIT(nn.Module, HubMixin):
         num_classes: number of classes for class conditioning, or None.
         dropout: dropout on embeddings, attention weights and residual branches while training.
         label_smoothing: label smoothing of the training cross-entropy (official: 0.1).
-        schedule: the mask schedule of training and the default of :meth:`sample`, one of
-            :data:`SCHEDULES` (official: ``"cosine"``).
+        schedule: the mask schedule of training and the default of ``sample``, one of
+            ``SCHEDULES`` (official: ``"cosine"``).
         cond_drop_prob: probability of replacing a class label by the null class while training
             (enables classifier-free guidance; conditional priors only).
         device: factory arguments for the parameters.

@@ -18,8 +18,8 @@ Positions are a learned row embedding plus a learned column embedding (any grid 
 
 Sampling (``method``): ``"naive"`` runs the whole network once per position (O(L²) attention per
 position); ``"cached"`` (the default) runs one position at a time against cached keys and values
-(:meth:`vqkit.autoregressive._attention.Block.step`). Both draw one uniform number per sample per
-position with :func:`~vqkit.autoregressive.sampling.draw_uniform` and map it through the same
+(``vqkit.autoregressive._attention.Block.step``). Both draw one uniform number per sample per
+position with ``draw_uniform`` and map it through the same
 filtered inverse CDF, so for the same generator they return the same codes.
 """
 
@@ -223,7 +223,7 @@ class TransformerPrior(GridPrior, HubMixin):
 
     def loss(self, indices: torch.Tensor, cond: torch.Tensor | int | None = None) -> LossOutput:
         """Training objective: the exact NLL in nats per code position, batch mean (see
-        :func:`vqkit.contracts.likelihood_loss`). The batch must not be empty."""
+        ``vqkit.contracts.likelihood_loss``). The batch must not be empty."""
         log_prob = self.log_prob(indices, cond)  # validates; (B,)
         if log_prob.numel() == 0:
             raise ValueError(f"{type(self).__name__}.loss: the batch is empty")

@@ -1,5 +1,5 @@
-"""``vqkit train``: build a :class:`~vqkit.train.run.RunSpec` from the options (or read one with
-``--config``) and run it with :func:`~vqkit.train.run.train_run`."""
+"""``vqkit train``: build a ``RunSpec`` from the options (or read one with
+``--config``) and run it with ``train_run``."""
 
 from __future__ import annotations
 
@@ -198,7 +198,7 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> argparse.Arg
 
 
 def spec_from_args(args: argparse.Namespace):
-    """The :class:`~vqkit.train.run.RunSpec` the options describe."""
+    """The ``RunSpec`` the options describe."""
     from vqkit.train import TrainConfig
     from vqkit.train.run import DataSpec, RunSpec
 

@@ -77,8 +77,8 @@ def iterate_batches(
 ) -> Iterator[Any]:
     """The batches of ``dataset`` at ``batches`` (lists of indices), in that order.
 
-    In-memory datasets (:class:`~vqkit.data.ArrayDataset`, an
-    :class:`~vqkit.data.ImageFolderDataset` with its uint8 cache) and ``num_workers=0`` are read
+    In-memory datasets ([`ArrayDataset`][vqkit.data.ArrayDataset], an
+    ``ImageFolderDataset`` with its uint8 cache) and ``num_workers=0`` are read
     in this process, one slice per batch; other datasets with ``num_workers > 0`` are decoded by
     that many DataLoader worker processes (``pin_memory`` puts each batch in page-locked memory
     for a fast copy to CUDA). The values are the same either way.

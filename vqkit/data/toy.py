@@ -135,7 +135,7 @@ TOY_DATASETS: dict[str, Callable[..., ArrayDataset]] = {
 
 
 def load_toy(name: str, n: int = 10_000, *, seed: int = 0, **kwargs) -> ArrayDataset:
-    """A toy dataset by name: one of :data:`TOY_DATASETS`."""
+    """A toy dataset by name: one of ``TOY_DATASETS``."""
     if not isinstance(name, str) or name not in TOY_DATASETS:
         raise ValueError(f"unknown toy dataset {name!r}; expected one of {sorted(TOY_DATASETS)}")
     return TOY_DATASETS[name](n, seed=seed, **kwargs)

@@ -1,6 +1,6 @@
-"""Quantizers: :class:`VectorQuantizer` (``"vq"``), :class:`ResidualVQ` (``"rvq"``) and
-:class:`FSQ` (``"fsq"``), registered under the kind ``"quantizer"``; all return
-:class:`QuantizerOutput`."""
+"""Quantizers: ``VectorQuantizer`` (``"vq"``), ``ResidualVQ`` (``"rvq"``) and
+[`FSQ`][vqkit.quantize.FSQ] (``"fsq"``), registered under the kind ``"quantizer"``; all return
+[`QuantizerOutput`][vqkit.quantize.QuantizerOutput]."""
 
 from vqkit.quantize.fsq import FSQ
 from vqkit.quantize.output import QuantizerOutput

@@ -54,7 +54,7 @@ class FSQ(nn.Module):
 
     Shape:
         - Input: (B, D, *spatial), or (B, *, D) with ``channel_last=True``.
-        - Output: :class:`QuantizerOutput`; ``quantized`` like the input (values on the grid
+        - Output: ``QuantizerOutput``; ``quantized`` like the input (values on the grid
           in [−1, 1] per channel when there is no projection), ``indices`` (B, *spatial) int64 in
           ``[0, ∏ levels)``, ``loss`` 0.
 

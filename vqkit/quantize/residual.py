@@ -35,7 +35,7 @@ __all__ = ["ResidualVQ"]
 
 @register("quantizer", "rvq")
 class ResidualVQ(nn.Module):
-    """``num_quantizers`` :class:`VectorQuantizer` stages on successive residuals.
+    """``num_quantizers`` ``VectorQuantizer`` stages on successive residuals.
 
     Args:
         dim: input channels ``D``.
@@ -50,12 +50,12 @@ class ResidualVQ(nn.Module):
         check_finite: raise on NaN/Inf input (outside ``torch.compile``).
         device: of the projections.
         dtype: of the projections.
-        **quantizer_kwargs: passed to every :class:`VectorQuantizer` stage (``decay``,
+        **quantizer_kwargs: passed to every ``VectorQuantizer`` stage (``decay``,
             ``commitment_weight``, ``ema``, ``reseed``, ``kmeans_init``...).
 
     Shape:
         - Input: (B, D, *spatial), or (B, *, D) with ``channel_last=True``.
-        - Output: :class:`QuantizerOutput` with ``indices`` (B, *spatial, num_quantizers);
+        - Output: ``QuantizerOutput`` with ``indices`` (B, *spatial, num_quantizers);
           ``loss`` is the sum of the stages' losses, ``perplexity`` their mean; per-stage
           metrics are under ``"stage{l}/<name>"``.
 

@@ -1,4 +1,4 @@
-"""Settings and results of a training run: :class:`TrainConfig`, :class:`TrainResult`."""
+"""Settings and results of a training run: ``TrainConfig``, ``TrainResult``."""
 
 from __future__ import annotations
 
@@ -41,9 +41,9 @@ class TrainConfig:
         log_every: refresh the bar's loss and perplexity every this many steps.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; None picks CUDA when available.
         num_workers: DataLoader worker processes decoding batches of lazy datasets
-            (:class:`~vqkit.data.ImageFolderDataset`, :class:`~vqkit.data.MemmapArrayDataset`,
+            ([`ImageFolderDataset`][vqkit.data.ImageFolderDataset], ``MemmapArrayDataset``,
             Hugging Face datasets); 0 reads in the training process. In-memory
-            :class:`~vqkit.data.ArrayDataset` batches are always sliced in-process. The data
+            [`ArrayDataset`][vqkit.data.ArrayDataset] batches are always sliced in-process. The data
             order, and so every weight, does not depend on it.
         pin_memory: page-locked batches for faster copies to CUDA (with workers); None turns
             it on exactly when training on CUDA.
@@ -108,7 +108,7 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """What :meth:`Trainer.fit` returns.
+    """What ``Trainer.fit`` returns.
 
     Attributes:
         history: one record per epoch (the lines of ``metrics.jsonl``).

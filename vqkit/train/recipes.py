@@ -72,10 +72,10 @@ class RunResult:
 
 def prior_objective(prior: Any, codes: torch.Tensor) -> LossOutput:
     """The prior stage's objective on a batch of codes: the prior's own ``loss`` (its contract,
-    :class:`vqkit.contracts.Prior`).
+    [`vqkit.contracts.Prior`][vqkit.contracts.Prior]).
 
     For a likelihood prior that is the NLL in nats per latent position with ``"nll"`` and
-    ``"bits_per_latent"`` among its terms (:func:`vqkit.contracts.likelihood_loss`); priors
+    ``"bits_per_latent"`` among its terms (``vqkit.contracts.likelihood_loss``); priors
     without an exact likelihood (MaskGIT) train on their own objective in the same stage.
 
     Shape:
@@ -123,10 +123,10 @@ def load_run_model(run: str | Path, *, device: str | None = None) -> nn.Module:
 def encode_dataset(model: Any, data: Dataset, batch_size: int = 256) -> ArrayDataset:
     """Code grids ``(N, h, w)`` of the frozen discrete model for every image of ``data``.
 
-    ``data`` is any map-style dataset of images: an :class:`~vqkit.data.ArrayDataset` or one read
-    on access (:class:`~vqkit.data.ImageFolderDataset`, :class:`~vqkit.data.MemmapArrayDataset`,
-    :class:`~vqkit.data.HFImageDataset`), read in order by
-    :func:`vqkit.data.loader.sequential_batches`.
+    ``data`` is any map-style dataset of images: an ``ArrayDataset`` or one read
+    on access ([`ImageFolderDataset`][vqkit.data.ImageFolderDataset], ``MemmapArrayDataset``,
+    [`HFImageDataset`][vqkit.data.HFImageDataset]), read in order by
+    ``vqkit.data.loader.sequential_batches``.
     """
     device = next(model.parameters()).device
     was_training = model.training
@@ -154,7 +154,7 @@ _CLASSIFIER_IMAGES = 20000
 
 
 def run_classifier(run: str | Path, train: Dataset, *, seed: int = 0):
-    """The run's :class:`~vqkit.train.frechet.DatasetClassifier`, trained once and cached.
+    """The run's ``DatasetClassifier``, trained once and cached.
 
     Loaded from ``run/dataset_classifier.safetensors`` when it is there; otherwise trained on
     (the first 20,000 images of) the training split ``train`` with its labels and saved there
@@ -236,7 +236,7 @@ def write_pictures(
 ) -> dict[str, Path]:
     """Write the PNGs that apply to ``model`` into ``out_dir``; returns ``{name: path}``.
 
-    What is drawn follows the model's declared contract (:mod:`vqkit.contracts`): every model
+    What is drawn follows the model's declared contract (``vqkit.contracts``): every model
     gets reconstructions (images) or a data-against-samples scatter (2-D points); a discrete
     model gets latent index maps, interpolations through its codes, and samples only when it
     has a prior; a continuous model gets samples and latent interpolations. Works for any
@@ -386,7 +386,7 @@ def train_vqvae_run(
     process evaluates, draws and saves.
 
     Args:
-        model: a model of family ``"discrete"`` (a :class:`~vqkit.VQVAE`), with a ``prior``
+        model: a model of family ``"discrete"`` (a [`VQVAE`][vqkit.VQVAE]), with a ``prior``
             over codes for stage 2 or ``prior=None``.
         train, val: training and validation images.
         out_dir: the run folder.
@@ -455,7 +455,7 @@ def train_vae_run(
     test: ArrayDataset | None = None,
     run_config: dict | None = None,
 ) -> RunResult:
-    """Train a VAE, β-VAE or VLAE (any :class:`~vqkit.vae.base.VAEBase`) into ``out_dir``.
+    """Train a VAE, β-VAE or VLAE (any ``VAEBase``) into ``out_dir``.
 
     A capacity-controlled loss advances its capacity once per training forward on its own
     (``CapacityKL(auto_step=True)``); validation runs in eval mode under ``no_grad``, which

@@ -6,7 +6,7 @@ optional ``quantizer`` output whose ``perplexity`` is shown live. Everything els
 over codes, VAEs) plugs in through that contract.
 
 A VQ-GAN (a model with ``generator_loss``, ``discriminator_loss`` and ``build_discriminator``,
-i.e. :class:`vqkit.models.VQGAN`) trained with the default objective is trained adversarially, as
+i.e. ``vqkit.models.VQGAN``) trained with the default objective is trained adversarially, as
 in *Taming Transformers for High-Resolution Image Synthesis* (Esser et al. 2021,
 arXiv:2012.09841; taming's ``VQModel.training_step``): every step is a generator update followed,
 from ``disc_start`` on, by a discriminator update. The two updates have their own Adam parameter
@@ -20,13 +20,13 @@ generator only.
 What it does: Adam/AdamW, a number of epochs or of optimizer steps, validation after each epoch
 with early stopping, gradient clipping, optional bf16 autocast, a tqdm bar with the loss and the
 codebook perplexity, one JSON line of metrics per epoch (``metrics.jsonl``), atomic checkpoints
-(see :mod:`vqkit.train.checkpoint`) from which a killed run resumes and reproduces the
+(see ``vqkit.train.checkpoint``) from which a killed run resumes and reproduces the
 uninterrupted run's weights exactly, and DistributedDataParallel when started by ``torchrun``.
 
 Determinism: the model's random draws use the global torch RNG, seeded with ``seed`` when training
 starts and saved in every checkpoint; the data order of epoch ``e`` is a permutation drawn from a
 private generator seeded with ``(seed, e)``. Lazy datasets are decoded by ``num_workers``
-DataLoader workers that are handed that order batch by batch (see :mod:`vqkit.data.loader`), so
+DataLoader workers that are handed that order batch by batch (see ``vqkit.data.loader``), so
 neither the order nor the weights depend on the number of workers.
 """
 
@@ -141,9 +141,9 @@ class Trainer:
 
     Args:
         model: the module to train (its parameters with ``requires_grad`` are optimized).
-        train_data: an :class:`~vqkit.data.ArrayDataset` or any map-style dataset.
+        train_data: an [`ArrayDataset`][vqkit.data.ArrayDataset] or any map-style dataset.
         val_data: optional validation data; evaluated after every epoch.
-        config: a :class:`TrainConfig`; keyword ``overrides`` replace its fields.
+        config: a ``TrainConfig``; keyword ``overrides`` replace its fields.
         objective: ``objective(model, batch)`` returning the output contract (``loss``,
             ``losses``); defaults to ``model(batch)``.
         out_dir: run folder for ``metrics.jsonl`` and ``checkpoints/``; None keeps nothing on
