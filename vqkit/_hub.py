@@ -1,6 +1,6 @@
 """Hugging Face Hub glue: ``config.json`` + ``model.safetensors`` + a model card, checked loading.
 
-Every vqkit model and standalone prior inherits :class:`HubMixin`, which is
+Every vqkit model and standalone prior inherits [`HubMixin`][vqkit.HubMixin], which is
 ``huggingface_hub.PyTorchModelHubMixin`` with vqkit's defaults:
 
 - ``config.json`` is the constructor arguments (minus ``device`` / ``dtype``) plus, as diffusers
@@ -17,12 +17,12 @@ Every vqkit model and standalone prior inherits :class:`HubMixin`, which is
 - a downloaded folder is treated as untrusted: ``config.json`` is parsed strictly, the model is
   first built on the ``meta`` device under a size budget implied by the weights file, every tensor's
   name, shape and dtype is compared with the safetensors header, and only then is the model
-  materialised and loaded. Every refusal raises a :class:`HubError` naming the file (and the key);
+  materialised and loaded. Every refusal raises a ``HubError`` naming the file (and the key);
 - the generated model card names the library, the licence, the pipeline tag, the tags, how to load
   the model, and the config.
 
-The header checks live in :mod:`vqkit._safetensors`, the bounded meta build in
-:mod:`vqkit._meta_build`, the error types in :mod:`vqkit.errors`.
+The header checks live in ``vqkit._safetensors``, the bounded meta build in
+``vqkit._meta_build``, the error types in ``vqkit.errors``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import shutil
 import threading
 import warnings
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import torch
 from huggingface_hub import ModelCard, PyTorchModelHubMixin, constants, hf_hub_download
@@ -206,7 +206,7 @@ def _resolve_file(
     local_files_only: bool = False,
     token: str | bool | None = None,
 ) -> str:
-    """The local path of ``filename`` in a folder or a Hub repo, or one clear :class:`HubError`."""
+    """The local path of ``filename`` in a folder or a Hub repo, or one clear ``HubError``."""
     where = _describe(model_id, revision)
     if os.path.isdir(model_id):
         path = os.path.join(model_id, filename)
@@ -295,7 +295,7 @@ def _registered_name(cls: type) -> tuple[str, str] | None:
     return None
 
 
-def _hub_classes() -> list[tuple[str, str, type]]:
+def _hub_classes() -> list[tuple[str, str, type[HubMixin]]]:
     from vqkit import _registry
 
     _registry.load_plugins()
@@ -309,7 +309,7 @@ def _hub_classes() -> list[tuple[str, str, type]]:
 
 def _class_on_record(
     header: SafetensorsHeader, config: dict, class_name: str | None, where: str, weights: str
-) -> type:
+) -> type[HubMixin]:
     """The class named by ``_class_name``, agreeing with the weights' metadata when it has one."""
     if class_name is None:  # folders written before config.json recorded the class
         return _class_in_metadata(header, config, where, weights)
@@ -343,7 +343,9 @@ def _class_on_record(
     return recorded
 
 
-def _class_in_metadata(header: SafetensorsHeader, config: dict, where: str, weights: str) -> type:
+def _class_in_metadata(
+    header: SafetensorsHeader, config: dict, where: str, weights: str
+) -> type[HubMixin]:
     from vqkit import _registry
 
     kind, name = header.metadata.get("vqkit_kind"), header.metadata.get("vqkit_class")
@@ -405,7 +407,7 @@ def _placement(device: Any, dtype: Any) -> tuple[torch.device | None, torch.dtyp
 _DOWNLOAD_KEYS = ("revision", "cache_dir", "force_download", "local_files_only", "token")
 
 
-def _load(cls: type | None, source: str | Path, kwargs: dict[str, Any]) -> Any:
+def _load(cls: type[HubMixin] | None, source: str | Path, kwargs: dict[str, Any]) -> Any:
     model_id = str(source)
     download = {k: kwargs.pop(k) for k in _DOWNLOAD_KEYS if k in kwargs}
     strict = kwargs.pop("strict", True)
@@ -477,10 +479,10 @@ def from_pretrained(pretrained_model_name_or_path: str | Path, **kwargs: Any) ->
 
     Args:
         pretrained_model_name_or_path: a local folder, or a Hub repo id such as ``"user/repo"``.
-        **kwargs: as :meth:`HubMixin.from_pretrained`.
+        **kwargs: as [`HubMixin.from_pretrained`][vqkit.HubMixin.from_pretrained].
 
     Raises:
-        HubError: see :meth:`HubMixin.from_pretrained`; also ``InvalidModelError`` when
+        HubError: see ``HubMixin.from_pretrained``; also ``InvalidModelError`` when
             ``_class_name`` and the weights' ``vqkit_class`` name different classes.
         KeyError: ``_class_name`` or ``vqkit_class`` names no registered vqkit model or prior.
 
@@ -519,7 +521,8 @@ class HubMixin(
     @property
     def hub_config(self) -> dict[str, Any]:
         """The constructor arguments written to ``config.json`` (beside its ``_`` records)."""
-        config = dict(self._hub_mixin_config or {})
+        # typed dict | DataclassInstance: vqkit classes take keyword arguments, never a dataclass
+        config = dict(cast(dict[str, Any], self._hub_mixin_config or {}))
         for key in _NOT_CONFIG:
             config.pop(key, None)
         return config
@@ -547,7 +550,7 @@ class HubMixin(
         self,
         save_directory: str | Path,
         *,
-        config: dict | None = None,
+        config: object = None,
         repo_id: str | None = None,
         push_to_hub: bool = False,
         model_card_kwargs: dict[str, Any] | None = None,
@@ -563,7 +566,7 @@ class HubMixin(
             save_directory: folder to create or overwrite.
             config: not supported (the config is always the constructor arguments); must be None.
             repo_id: with ``push_to_hub=True``, the repository to push to.
-            push_to_hub: also upload the folder (see :meth:`push_to_hub`).
+            push_to_hub: also upload the folder (see [`push_to_hub`][vqkit.HubMixin.push_to_hub]).
             model_card_kwargs: extra fields for the generated card (``repo_id`` for the snippet).
         """
         if config is not None:
@@ -609,7 +612,10 @@ class HubMixin(
         if registered is not None:
             metadata["vqkit_kind"], metadata["vqkit_class"] = registered
         (save_directory / CONFIG_NAME).write_text(json.dumps(config, sort_keys=True, indent=2))
-        save_model(self, str(save_directory / WEIGHTS_NAME), metadata=metadata)
+        # the mixin is always combined with nn.Module (see the class docstring)
+        save_model(
+            cast(torch.nn.Module, self), str(save_directory / WEIGHTS_NAME), metadata=metadata
+        )
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
         """Save into a temporary folder and upload it as one commit to ``repo_id``.
@@ -690,7 +696,7 @@ class HubMixin(
         only then is the model built for real and loaded.
 
         Args:
-            pretrained_model_name_or_path: a local folder written by :meth:`save_pretrained`, or
+            pretrained_model_name_or_path: a local folder written by ``save_pretrained``, or
                 a Hub repo id such as ``"user/vqvae-celeba"``.
             **kwargs: ``strict`` (default True: missing, unexpected or unknown keys raise),
                 ``device`` (where to put the model; ``map_location`` is an alias), ``dtype`` (a

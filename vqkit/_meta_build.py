@@ -126,7 +126,7 @@ def _no_mode() -> Iterator[None]:
     yield
 
 
-def _too_large_cause(exc: BaseException) -> _TooLargeError | None:
+def _too_large_cause(exc: BaseException | None) -> _TooLargeError | None:
     """The budget error behind ``exc`` (the registry re-raises constructor errors with a prefix)."""
     seen = set()
     while exc is not None and id(exc) not in seen:

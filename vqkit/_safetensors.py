@@ -2,8 +2,8 @@
 
 The format (https://github.com/huggingface/safetensors) is an 8-byte little-endian header length,
 a JSON header of ``{name: {dtype, shape, data_offsets}}`` (plus optional ``__metadata__``
-strings) and the raw tensor bytes. :func:`read_safetensors_header` validates the header against the
-file's size before any tensor is read; :func:`check_against_header` compares it with a model (which
+strings) and the raw tensor bytes. ``read_safetensors_header`` validates the header against the
+file's size before any tensor is read; ``check_against_header`` compares it with a model (which
 may live on the ``meta`` device) key by key.
 """
 

@@ -3,24 +3,25 @@
 Everything here is a function of tensors, with no module state, so it can be tested against a
 closed form and reused by every quantizer.
 
-- :func:`nearest_code`: chunked fp32 nearest-code search (one matrix product and one ``min`` per
+- ``nearest_code``: chunked fp32 nearest-code search (one matrix product and one ``min`` per
   chunk, never an N×K matrix for the whole batch), centred so that a large common offset does not
   cancel.
-- :func:`cluster_stats` (a sparse product on CPU, ``index_add_`` elsewhere), :func:`ema_`,
-  :func:`laplace_smooth`: the EMA codebook update of van den
+- ``cluster_stats`` (a sparse product on CPU, ``index_add_`` elsewhere), ``ema_``,
+  ``laplace_smooth``: the EMA codebook update of van den
   Oord et al., "Neural Discrete Representation Learning" (arXiv:1711.00937, appendix A.1), in the
   form of Sonnet's ``VectorQuantizerEMA`` (Laplace smoothing of the cluster sizes).
-- :func:`perplexity`, :func:`index_perplexity`: exp(entropy) of code usage.
-- :func:`kmeans`: Lloyd iterations on the same chunked search, with an optional all-reduce hook.
-- :func:`straight_through`, :func:`straight_through_commitment`: the straight-through estimator
+- ``perplexity``, ``index_perplexity``: exp(entropy) of code usage.
+- ``kmeans``: Lloyd iterations on the same chunked search, with an optional all-reduce hook.
+- ``straight_through``, ``straight_through_commitment``: the straight-through estimator
   (alone, or fused with the commitment loss into one autograd node).
-- :func:`rotate_to`: the rotation trick of Fifty et al., "Restructuring Vector Quantization with
+- ``rotate_to``: the rotation trick of Fifty et al., "Restructuring Vector Quantization with
   the Rotation Trick" (arXiv:2410.06424).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal, cast, overload
 
 import torch
 import torch.nn.functional as F
@@ -65,7 +66,7 @@ def _chunks(n: int, chunk_size: int) -> list[tuple[int, int]]:
 
 
 def _argmin_block(codebook_size: int) -> int | None:
-    """Block width for :func:`_blocked_argmin` at this K, or None where a plain ``min`` wins
+    """Block width for ``_blocked_argmin`` at this K, or None where a plain ``min`` wins
     (small or indivisible K). Measured on a 2-core Zen 3 box, one thread: at K = 512 a
     1024-row chunk takes 0.29 ms blocked (B = 32) against 0.58 ms for ``min(dim=1)``, at
     K = 8192 a 512-row chunk 1.1 ms (B = 64) against 4.2 ms; at K = 64 ``min`` is faster."""
@@ -95,6 +96,36 @@ def _blocked_argmin(dist: Tensor, block: int, out: Tensor) -> None:
     torch.add(rows.min(1).indices, best, out=out)
 
 
+@overload
+def nearest_code(
+    x: Tensor,
+    codebook: Tensor,
+    *,
+    chunk_size: int | None = ...,
+    cosine: bool = ...,
+    closest_rows: Literal[False] = ...,
+    center: Tensor | None = ...,
+) -> Tensor: ...
+@overload
+def nearest_code(
+    x: Tensor,
+    codebook: Tensor,
+    *,
+    chunk_size: int | None = ...,
+    cosine: bool = ...,
+    closest_rows: Literal[True],
+    center: Tensor | None = ...,
+) -> tuple[Tensor, Tensor, Tensor]: ...
+@overload
+def nearest_code(
+    x: Tensor,
+    codebook: Tensor,
+    *,
+    chunk_size: int | None = ...,
+    cosine: bool = ...,
+    closest_rows: bool = ...,
+    center: Tensor | None = ...,
+) -> Tensor | tuple[Tensor, Tensor, Tensor]: ...
 @torch.no_grad()
 def nearest_code(
     x: Tensor,
@@ -115,7 +146,7 @@ def nearest_code(
     ``[x − m, 1]`` with ``[−2(e − m), ‖e − m‖²]ᵀ`` per chunk (no bias broadcast), then
     ``min(dim=1)``, which is vectorised on CPU where ``argmin`` is not (3–5× faster there); for
     K ≥ 256 divisible by 32 the eager CPU path finds the same first minimum through vectorised
-    block minima (:func:`_blocked_argmin`, 2–4× faster than ``min`` there).
+    block minima (``_blocked_argmin``, 2–4× faster than ``min`` there).
     Few, large operations: on a shared CPU every parallel operation can wait for a descheduled
     thread, so the number of operations matters as much as their size.
 
@@ -123,7 +154,7 @@ def nearest_code(
         x: vectors to quantize.
         codebook: code vectors. With ``cosine`` both are expected to be l2-normalised already and
             the search maximises ``x·e``.
-        chunk_size: rows per chunk; ``None`` picks :func:`default_chunk_size`.
+        chunk_size: rows per chunk; ``None`` picks ``default_chunk_size``.
         cosine: search by dot product instead of euclidean distance.
         closest_rows: also return, for every code, the index of its nearest row of ``x`` and
             that squared distance (or negated dot product): the "closest" anchors of CVQ-VAE.
@@ -163,9 +194,9 @@ def nearest_code(
             else:
                 rows_c = buffer[: stop - start]  # (n_c, D + 1): [x − m, 1]
                 if compiling:  # out= into a strided view does not trace
-                    rows_c[:, :-1].copy_(x[start:stop]).sub_(center)
-                else:
-                    torch.sub(x[start:stop], center, out=rows_c[:, :-1])
+                    rows_c[:, :-1].copy_(x[start:stop]).sub_(cast(Tensor, center))
+                else:  # (center is set above in the euclidean branch)
+                    torch.sub(x[start:stop], cast(Tensor, center), out=rows_c[:, :-1])
             if compiling:
                 dist = torch.mm(rows_c, codes_t)  # (n_c, K): −x·e, or ‖e‖² − 2x·e (centred)
             else:
@@ -183,7 +214,7 @@ def nearest_code(
                     dist += rows_c[:, :-1].square().sum(1, keepdim=True)
                 val, row = dist.min(0)  # (K,), (K,)
                 row = row + start
-                if best_val is None:
+                if best_val is None or best_row is None:  # (both are set together)
                     best_val, best_row = val, row
                 else:
                     better = val < best_val
@@ -193,7 +224,8 @@ def nearest_code(
         if compiling:
             out = torch.cat(indices) if len(indices) > 1 else indices[0]
     if closest_rows:
-        return out, best_row, best_val
+        # best_* are None only for an empty x (no chunk ran), which the quantizers refuse first
+        return out, cast(Tensor, best_row), cast(Tensor, best_val)
     return out
 
 
@@ -293,7 +325,7 @@ def kmeans(
         x: the data.
         init: initial centres.
         iters: Lloyd iterations.
-        chunk_size: rows per distance chunk (see :func:`nearest_code`).
+        chunk_size: rows per distance chunk (see ``nearest_code``).
         cosine: spherical k-means (centres re-normalised each iteration; ``x`` must be unit).
         all_reduce: a sum over processes applied to the per-cluster statistics, so that every
             rank computes the same centres from the union of the ranks' data.
@@ -362,7 +394,7 @@ class _StraightThroughCommitment(torch.autograd.Function):
 
 
 def straight_through_commitment(z: Tensor, q: Tensor) -> tuple[Tensor, Tensor]:
-    """:func:`straight_through` of ``z`` to ``q`` and the commitment loss ``mean((z − sg(q))²)``
+    """``straight_through`` of ``z`` to ``q`` and the commitment loss ``mean((z − sg(q))²)``
     (van den Oord et al. 2017, eq. 3, third term, unweighted), fused so that a training step
     allocates one (N, D) gradient instead of three.
 

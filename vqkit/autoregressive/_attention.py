@@ -7,7 +7,7 @@ High-Resolution Image Synthesis", Esser et al. 2021, arXiv:2012.09841) and by Ma
 Masked Generative Image Transformer", Chang et al. 2022, arXiv:2202.04200).
 
 Attention goes through ``torch.nn.functional.scaled_dot_product_attention``. A block can also run
-one new position against cached keys and values (:meth:`Block.step`), which is what makes the
+one new position against cached keys and values (``Block.step``), which is what makes the
 transformer prior's KV-cache sampler O(L) per position instead of O(L²).
 """
 

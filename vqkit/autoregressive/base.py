@@ -1,6 +1,6 @@
 """The interface shared by vqkit's priors over grids of code indices (PixelCNN, Gated PixelCNN).
 
-A :class:`GridPrior` embeds integer codes (B, H, W) with an ``nn.Embedding``, maps the embedding
+A ``GridPrior`` embeds integer codes (B, H, W) with an ``nn.Embedding``, maps the embedding
 (B, E, H, W) to logits (B, K, H, W) with a causal network (``logits_from_embeddings``), and
 provides ``log_prob`` and raster-order ``sample`` (naive: one full forward pass per position, as in
 "Pixel Recurrent Neural Networks", van den Oord et al. 2016, arXiv:1601.06759). Subclasses may
@@ -9,7 +9,7 @@ add faster exact samplers by implementing ``_sample_<method>``.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -44,7 +44,7 @@ class LogitsHead(nn.Sequential):
 
     Shape:
         - Input of ``forward``: (B, C, H, W); output: (B, K, H, W).
-        - Input of :meth:`step`: (N, C) features of N positions; output: (N, K).
+        - Input of ``step``: (N, C) features of N positions; output: (N, K).
     """
 
     def __init__(
@@ -64,12 +64,13 @@ class LogitsHead(nn.Sequential):
         )
 
     def step_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(W1, b1, W2, b2)`` for :meth:`step`: the two 1×1 convolutions as matrices acting
+        """``(W1, b1, W2, b2)`` for ``step``: the two 1×1 convolutions as matrices acting
         from the right, (C, head) and (head, K). Copies: compute once per sampling call."""
-        hidden, out = self[1], self[3]
+        # nn.Sequential indexes as Module; these two are the 1×1 convolutions built above
+        hidden, out = cast(nn.Conv2d, self[1]), cast(nn.Conv2d, self[3])
         w1 = hidden.weight[:, :, 0, 0].t().contiguous()  # (C, head)
         w2 = out.weight[:, :, 0, 0].t().contiguous()  # (head, K)
-        return w1, hidden.bias, w2, out.bias
+        return w1, cast(torch.Tensor, hidden.bias), w2, cast(torch.Tensor, out.bias)  # bias=True
 
     @staticmethod
     def step(
@@ -82,7 +83,7 @@ class LogitsHead(nn.Sequential):
         overwritten (the first ReLU is applied in place).
 
         Args:
-            weights: :meth:`step_weights`.
+            weights: ``step_weights``.
             features: (N, C) features of N positions.
 
         Shape:
@@ -96,7 +97,7 @@ class LogitsHead(nn.Sequential):
 def logits_head(
     hidden_channels: int, head_channels: int, num_embeddings: int, **factory_kwargs
 ) -> LogitsHead:
-    """A :class:`LogitsHead` (kept for the callers of vqkit 0.1.0)."""
+    """A ``LogitsHead`` (kept for the callers of vqkit 0.1.0)."""
     return LogitsHead(hidden_channels, head_channels, num_embeddings, **factory_kwargs)
 
 
@@ -104,7 +105,7 @@ class GridPrior(nn.Module):
     """Base class: an autoregressive distribution over (H, W) grids of K categories.
 
     Subclasses set ``num_embeddings``, ``num_classes`` and ``embedding`` and implement
-    :meth:`logits_from_embeddings`. ``sample_methods`` lists the samplers, fastest first.
+    ``logits_from_embeddings``. ``sample_methods`` lists the samplers, fastest first.
     """
 
     domain: ClassVar[str] = "codes"
@@ -165,7 +166,7 @@ class GridPrior(nn.Module):
 
     def loss(self, indices: torch.Tensor, cond: torch.Tensor | int | None = None) -> LossOutput:
         """Training objective: NLL in nats per latent position (see
-        :func:`vqkit.contracts.likelihood_loss`).
+        [`vqkit.contracts.likelihood_loss`][vqkit.contracts.likelihood_loss]).
 
         An empty batch has no mean NLL: it raises ``ValueError`` (``log_prob`` of an empty
         batch is the empty (0,) tensor)."""

@@ -10,6 +10,7 @@ nonzero gradient" exactly, not up to a tolerance.
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from torch import nn
@@ -41,7 +42,7 @@ def grid_dependencies(
     hides a dependency).
 
     Args:
-        prior: a grid prior over codes: a :class:`~vqkit.autoregressive.base.GridPrior`
+        prior: a grid prior over codes: a ``GridPrior``
             (PixelCNN, GatedPixelCNN), TransformerPrior or MaskGIT — anything with an
             ``embedding`` and ``logits_from_embeddings``.
         size: grid size (H, W).
@@ -69,10 +70,10 @@ def grid_dependencies(
         check_grid_position("grid_dependencies", size, (0, 0))
     else:
         check_grid_position("grid_dependencies", size, position)
-    model = copy.deepcopy(prior).double().eval()
+    model: Any = copy.deepcopy(prior).double().eval()  # duck-typed grid prior, checked above
     h, w = size
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(1, prior.embedding.embedding_dim, h, w, generator=gen, dtype=torch.float64)
+    x = torch.randn(1, embedding.embedding_dim, h, w, generator=gen, dtype=torch.float64)
     x.requires_grad_(True)
     logits = model.logits_from_embeddings(x, cond)  # (1, K, H, W)
     weights = torch.randn(logits.shape[1], generator=gen, dtype=torch.float64)

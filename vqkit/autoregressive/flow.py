@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +30,7 @@ from vqkit._checks import check_generator, check_number, check_positive_int
 from vqkit._hub import HubMixin
 from vqkit._registry import register
 from vqkit.autoregressive.made import MaskedMLP
+from vqkit.autoregressive.masked import MaskedLinear
 from vqkit.contracts import LossOutput, likelihood_loss
 
 __all__ = ["MADEFlowPrior"]
@@ -88,7 +89,7 @@ class MADEFlowPrior(nn.Module, HubMixin):
             device=device,
             dtype=dtype,
         )
-        last = self.net.layers[-1]
+        last = cast(MaskedLinear, self.net.layers[-1])  # ModuleList items are typed Module
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
         # softplus(c) + min_scale = 1 at s = 0: c = log(exp(1 - min_scale) - 1).
@@ -165,7 +166,7 @@ class MADEFlowPrior(nn.Module, HubMixin):
         Shape:
             - Output: (n, D) on the prior's device and dtype.
         """
-        weight = self.net.layers[0].weight
+        weight = cast(MaskedLinear, self.net.layers[0]).weight
         check_positive_int("MADEFlowPrior.sample", "n", n)
         check_generator("MADEFlowPrior.sample", generator, weight.device)
         if weight.device.type == "meta":

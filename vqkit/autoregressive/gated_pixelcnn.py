@@ -19,16 +19,16 @@ masks, so no weight is ever wasted.
 
 Receptive field of the output at (i, j) with L layers, R = first_kernel_size // 2 +
 (L - 1) * (kernel_size // 2): every (i', j') with ``i - R <= i' < i`` and ``|j' - j| <= R``, and
-every (i, j') with ``j - R <= j' < j`` (clipped to the grid). :meth:`GatedPixelCNN.receptive_field`
+every (i, j') with ``j - R <= j' < j`` (clipped to the grid). ``GatedPixelCNN.receptive_field``
 returns it; the tests check that autograd finds exactly this set.
 
 Sampling: ``method="naive"`` runs H·W full forward passes; ``method="fast"`` (the default) caches
-the stacks: see :mod:`vqkit.autoregressive.gated_sampling`.
+the stacks: see ``vqkit.autoregressive.gated_sampling``.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -57,7 +57,7 @@ def gate(x: torch.Tensor) -> torch.Tensor:
 
 
 class StepWeights(NamedTuple):
-    """A :class:`GatedLayer`'s weights as matrices for its incremental steps (``step_weights``).
+    """A ``GatedLayer``'s weights as matrices for its incremental steps (``step_weights``).
 
     Matrices act on channels-last rows from the right (``x @ M``):
 
@@ -80,7 +80,7 @@ class StepWeights(NamedTuple):
 
 
 class StepBuffers(NamedTuple):
-    """Scratch space of :meth:`GatedLayer.horizontal_step` (see ``step_buffers``).
+    """Scratch space of ``GatedLayer.horizontal_step`` (see ``step_buffers``).
 
     ``pre`` (N, 2C) holds the pre-activations and ``pre_tanh`` / ``pre_sigmoid`` are its two
     halves; ``gated`` (N, C + 1) is ``[g, 1]`` and ``features`` its first C columns.
@@ -110,6 +110,9 @@ class GatedLayer(nn.Module):
         - v, h: (B, C, H, W); cond: (B,) int64 or None
         - Output: (v_out, h_out, skip), each (B, C, H, W)
     """
+
+    cond_v: nn.Embedding | None
+    cond_h: nn.Embedding | None
 
     def __init__(
         self,
@@ -153,7 +156,7 @@ class GatedLayer(nn.Module):
         v_pre = self.v_conv(F.pad(v, (p, p, p, 0)))[:, :, :height]  # (B, 2C, H, W)
         h_pre = self.h_conv(F.pad(h, (p, 0, 0, 0)))[:, :, :, :width]  # (B, 2C, H, W)
         h_pre = h_pre + self.v_to_h(v_pre)
-        if self.cond_v is not None:
+        if self.cond_v is not None and self.cond_h is not None:  # (set together)
             v_pre = v_pre + self.cond_v(cond)[:, :, None, None]
             h_pre = h_pre + self.cond_h(cond)[:, :, None, None]
         v_out = gate(v_pre)  # (B, C, H, W)
@@ -176,8 +179,8 @@ class GatedLayer(nn.Module):
         return self.h_conv.kernel_size[1]
 
     def step_weights(self) -> StepWeights:
-        """The layer's weights laid out as matrices for :meth:`vertical_row` and
-        :meth:`horizontal_step`.
+        """The layer's weights laid out as matrices for ``vertical_row`` and
+        ``horizontal_step``.
 
         Compute them once per sampling call (they are copies: recompute after changing the
         parameters).
@@ -188,12 +191,15 @@ class GatedLayer(nn.Module):
         v_to_h = self.v_to_h.weight[:, :, 0, 0].t()  # (2C, 2C)
         window = self.h_conv.weight[:, :, 0, :]  # (2C, C, reach)
         window = window.permute(2, 1, 0).reshape(-1, 2 * c)  # (reach·C, 2C): row r·C + c_in
-        out_w, out_b = self.h_out.weight[:, :, 0, 0].t(), self.h_out.bias  # (C, 2C), (2C,)
+        # conv biases are typed Tensor | None by torch; every conv here is built with a bias
+        v_bias, h_bias = cast(torch.Tensor, self.v_conv.bias), cast(torch.Tensor, self.h_conv.bias)
+        link_bias = cast(torch.Tensor, self.v_to_h.bias) + h_bias
+        out_w, out_b = self.h_out.weight[:, :, 0, 0].t(), cast(torch.Tensor, self.h_out.bias)
         return StepWeights(
             vertical=vertical.contiguous(),
-            vertical_bias=self.v_conv.bias,
+            vertical_bias=v_bias,
             v_to_h=v_to_h.contiguous(),
-            link_bias=self.v_to_h.bias + self.h_conv.bias,
+            link_bias=link_bias,
             window=window.contiguous(),
             residual=torch.cat([out_w[:, :c], out_b[None, :c]]).contiguous(),
             skip=torch.cat([out_w[:, c:], out_b[None, c:]]).contiguous(),
@@ -211,7 +217,7 @@ class GatedLayer(nn.Module):
         input: ``v_to_h`` of the vertical pre-activations, the biases and the class embedding.
 
         Args:
-            weights: :meth:`step_weights`.
+            weights: ``step_weights``.
             window: the vertical stack's input at rows ``i - p .. i - 1`` (first layer) or
                 ``i - p .. i`` (zeros above the grid), zero-padded by p columns on each side,
                 channels last.
@@ -230,13 +236,13 @@ class GatedLayer(nn.Module):
         v_pre = torch.addmm(weights.vertical_bias, cols, weights.vertical)  # (N·W, 2C)
         link = torch.addmm(weights.link_bias, v_pre, weights.v_to_h)  # (N·W, 2C)
         v_pre, link = v_pre.view(n, width, 2 * c), link.view(n, width, 2 * c)
-        if self.cond_v is not None:
+        if self.cond_v is not None and self.cond_h is not None:  # (set together)
             v_pre = v_pre + self.cond_v(cond)[:, None, :]
             link = link + self.cond_h(cond)[:, None, :]
         return torch.tanh(v_pre[..., :c]) * torch.sigmoid(v_pre[..., c:]), link
 
     def step_buffers(self, gated: torch.Tensor) -> StepBuffers:
-        """Scratch buffers and views for :meth:`horizontal_step`, built once per sampling call.
+        """Scratch buffers and views for ``horizontal_step``, built once per sampling call.
 
         Args:
             gated: (N, C + 1) tensor (usually a view of the sampler's buffer of all layers) that
@@ -269,11 +275,11 @@ class GatedLayer(nn.Module):
         not a differentiable one.
 
         Args:
-            weights: :meth:`step_weights`.
-            buffers: :meth:`step_buffers`.
+            weights: ``step_weights``.
+            buffers: ``step_buffers``.
             window: the horizontal input at columns ``j - p .. j - 1`` (first layer) or
                 ``j - p .. j`` (zeros left of the grid), flattened channels last.
-            link: row i's ``link`` at column j (see :meth:`vertical_row`).
+            link: row i's ``link`` at column j (see ``vertical_row``).
             residual: the horizontal input at column j (layers after the first).
             out: where to write the layer's horizontal output, or None.
 
@@ -288,7 +294,8 @@ class GatedLayer(nn.Module):
         if self.first:
             torch.mm(buffers.gated, weights.residual, out=out)
         else:
-            torch.addmm(residual, buffers.gated, weights.residual, out=out)
+            # residual is given for every layer after the first (see Args)
+            torch.addmm(cast(torch.Tensor, residual), buffers.gated, weights.residual, out=out)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, kernel_size={self.kernel_size}, first={self.first}"
@@ -365,7 +372,7 @@ class GatedPixelCNN(GridPrior, HubMixin):
     @property
     def reach(self) -> int:
         """R: how many rows up, and columns left or right, the output at a position sees."""
-        return sum(layer.pad for layer in self.layers)
+        return sum(cast(GatedLayer, layer).pad for layer in self.layers)  # typed Module
 
     def receptive_field(self, size: tuple[int, int], position: tuple[int, int]) -> torch.Tensor:
         """The positions the logits at ``position`` depend on, by construction.

@@ -6,13 +6,13 @@ arXiv:1704.06001: never recompute a feature that cannot have changed.
 
 - The vertical stack at row i depends only on rows above, so once row i-1 is complete, each layer
   computes its row i from a (p+1)-row window of the layer below: once per row, not per pixel
-  (:meth:`GatedLayer.vertical_row`).
+  (``GatedLayer.vertical_row``).
 - The horizontal stack at (i, j) depends on columns j-p..j of the layer below in the same row and
   on the vertical stack at (i, j). Each layer keeps the current row in a preallocated
   channels-last buffer; for a new pixel it computes one column from a (p+1)-column window, as one
-  matrix product over the whole batch (:meth:`GatedLayer.horizontal_step`).
+  matrix product over the whole batch (``GatedLayer.horizontal_step``).
 - The skip outputs of all layers are summed by one matrix product over the concatenated gated
-  features, and the head runs on the (N, C) features of one position (:meth:`LogitsHead.step`).
+  features, and the head runs on the (N, C) features of one position (``LogitsHead.step``).
 
 The sampler uses only those documented steps, never a layer's private convolutions. Every buffer
 and every view the inner loop touches is allocated before the loop, so one position costs about
@@ -47,7 +47,7 @@ def sample_fast(
     """Raster-order sampling with per-row vertical and per-pixel horizontal caches.
 
     Args:
-        model: a :class:`~vqkit.autoregressive.GatedPixelCNN` (its ``embedding``, its
+        model: a [`GatedPixelCNN`][vqkit.autoregressive.GatedPixelCNN] (its ``embedding``, its
             ``layers``' incremental steps and its ``head.step`` are all that is used).
         codes: (n, H, W) int64, the given codes (anything where unknown).
         known: (n, H, W) bool, True where ``codes`` is given.

@@ -24,7 +24,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -62,7 +62,7 @@ def check_hidden_features(owner: str, value: object) -> list[int]:
 
 
 class MaskedMLP(nn.Module):
-    """The MADE network: an MLP of :class:`MaskedLinear` layers with ReLU in between.
+    """The MADE network: an MLP of ``MaskedLinear`` layers with ReLU in between.
 
     Args:
         num_features: number of features D.
@@ -168,7 +168,7 @@ class MaskedMLP(nn.Module):
         if mask_index == self.mask_index:
             return
         for layer, mask in zip(self.layers, self.masks(mask_index), strict=True):
-            layer.set_mask(mask)
+            cast(MaskedLinear, layer).set_mask(mask)  # ModuleList items are typed Module
         self.mask_index = mask_index
 
     def forward(self, x: torch.Tensor, mask_index: int | None = None) -> torch.Tensor:
@@ -264,7 +264,8 @@ class MADE(nn.Module, HubMixin):
 
     def _logits(self, flat: torch.Tensor, mask_index: int | None) -> torch.Tensor:
         """(B, D) codes -> (B, K, D) logits, no validation."""
-        one_hot = F.one_hot(flat, self.num_embeddings).to(self.net.layers[0].weight.dtype)
+        first = cast(MaskedLinear, self.net.layers[0])  # ModuleList items are typed Module
+        one_hot = F.one_hot(flat, self.num_embeddings).to(first.weight.dtype)
         out = self.net(one_hot.flatten(1), mask_index)  # (B, D·K)
         return out.view(flat.shape[0], self.num_features, self.num_embeddings).transpose(1, 2)
 
@@ -310,7 +311,7 @@ class MADE(nn.Module, HubMixin):
 
     def loss(self, indices: torch.Tensor, cond: None = None) -> LossOutput:
         """Training objective: NLL in nats per variable (see
-        :func:`vqkit.contracts.likelihood_loss`); an empty batch raises ``ValueError``."""
+        ``vqkit.contracts.likelihood_loss``); an empty batch raises ``ValueError``."""
         log_prob = self.log_prob(indices, cond)
         if log_prob.shape[0] == 0:
             raise ValueError(
@@ -343,7 +344,7 @@ class MADE(nn.Module, HubMixin):
         """
         if cond is not None:
             raise ValueError("cond was given but MADE is unconditional")
-        device = self.net.layers[0].weight.device
+        device = cast(MaskedLinear, self.net.layers[0]).weight.device
         n, temperature = check_sampling("MADE.sample", n, temperature, generator, device)
         if size is None:
             size = (self.num_features,)

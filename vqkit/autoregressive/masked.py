@@ -1,4 +1,4 @@
-"""Masked layers for autoregressive models: :class:`MaskedConv2d` and :class:`MaskedLinear`.
+"""Masked layers for autoregressive models: ``MaskedConv2d`` and ``MaskedLinear``.
 
 MaskedConv2d is the building block of PixelCNN ("Pixel Recurrent Neural Networks", van den Oord,
 Kalchbrenner and Kavukcuoglu, 2016, arXiv:1601.06759, §3.4): a convolution whose kernel is zeroed
@@ -131,6 +131,8 @@ class MaskedConv2d(nn.Conv2d):
         - Output: (B, C_out, H, W)
     """
 
+    mask: torch.Tensor  # buffer registered in __init__
+
     def __init__(
         self,
         in_channels: int,
@@ -181,7 +183,7 @@ class MaskedLinear(nn.Linear):
     """Linear layer whose weight is multiplied by a fixed 0/1 connectivity mask.
 
     ``y = x @ (W ⊙ M)^T + b``. Output unit o is connected to input unit i iff ``M[o, i] = 1``.
-    The mask starts as all ones and is set by the owner with :meth:`set_mask` (MADE derives it
+    The mask starts as all ones and is set by the owner with ``set_mask`` (MADE derives it
     from the unit degrees).
 
     Args:
@@ -195,6 +197,8 @@ class MaskedLinear(nn.Linear):
         - Input: (*, in_features)
         - Output: (*, out_features)
     """
+
+    mask: torch.Tensor  # buffer registered in __init__
 
     def __init__(
         self,

@@ -17,7 +17,7 @@ and T steps; at step t = 0..T-1, with r = (t+1)/T:
 3. keep m = clamp(⌊N₀·γ(r)⌋, 1, unknown - 1) masked (the least confident), reveal the rest; the
    last step reveals everything.
 
-No exact likelihood: ``log_prob`` raises ``NotImplementedError``; in eval mode :meth:`MaskGIT.loss`
+No exact likelihood: ``log_prob`` raises ``NotImplementedError``; in eval mode ``MaskGIT.loss``
 reports deterministic masked-token NLLs at fixed mask ratios (``masked_nll_r25/_r50/_r75``).
 
 Note on sample sharpness: the confidence step keeps likely codes more often than a draw from the
@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast, overload
 
 import torch
 import torch.nn.functional as F
@@ -75,10 +75,14 @@ SCHEDULES: dict[str, Callable[[float], float]] = {
     "sqrt": lambda r: 1.0 - math.sqrt(r),
 }
 
-#: Mask ratios at which eval-mode :meth:`MaskGIT.loss` reports masked-token NLLs.
+#: Mask ratios at which eval-mode ``MaskGIT.loss`` reports masked-token NLLs.
 EVAL_RATIOS = (0.25, 0.5, 0.75)
 
 
+@overload
+def mask_ratio(schedule: str, r: torch.Tensor) -> torch.Tensor: ...
+@overload
+def mask_ratio(schedule: str, r: float) -> float: ...
 def mask_ratio(schedule: str, r: float | torch.Tensor) -> float | torch.Tensor:
     """γ(r) of a named schedule, clipped to [1e-6, 1] as in the official ``mask_schedule.py``.
 
@@ -132,8 +136,8 @@ class MaskGIT(nn.Module, HubMixin):
         num_classes: number of classes for class conditioning, or None.
         dropout: dropout on embeddings, attention weights and residual branches while training.
         label_smoothing: label smoothing of the training cross-entropy (official: 0.1).
-        schedule: the mask schedule of training and the default of :meth:`sample`, one of
-            :data:`SCHEDULES` (official: ``"cosine"``).
+        schedule: the mask schedule of training and the default of ``sample``, one of
+            ``SCHEDULES`` (official: ``"cosine"``).
         cond_drop_prob: probability of replacing a class label by the null class while training
             (enables classifier-free guidance; conditional priors only).
         device: factory arguments for the parameters.
@@ -232,7 +236,7 @@ class MaskGIT(nn.Module, HubMixin):
             - Output: (B, K, H, W).
         """
         tokens = check_indices(tokens, self.num_embeddings + 1)
-        self._check_grid(tuple(tokens.shape[1:]))
+        self._check_grid(cast(tuple[int, int], tuple(tokens.shape[1:])))  # (H, W)
         cond = check_cond(cond, self.num_classes, tokens.shape[0], tokens.device)
         return self._logits(tokens, cond)
 
@@ -283,13 +287,15 @@ class MaskGIT(nn.Module, HubMixin):
             loss = torch.stack(list(losses.values())).mean()
             return LossOutput(loss, losses)
         device = indices.device
-        ratio = mask_ratio(self.schedule, torch.rand(b, device=device))  # (B,)
-        num_masked = (ratio * length).ceil().clamp(1, length)  # (B,)
+        ratios = mask_ratio(self.schedule, torch.rand(b, device=device))  # (B,)
+        num_masked = (ratios * length).ceil().clamp(1, length)  # (B,)
         ranks = torch.rand(b, length, device=device).argsort(dim=1).argsort(dim=1)  # (B, L)
         masked = (ranks < num_masked[:, None]).view(b, h, w)  # (B, H, W)
         if cond is not None and self.cond_drop_prob > 0:
             drop = torch.rand(b, device=device) < self.cond_drop_prob
-            cond = torch.where(drop, torch.full_like(cond, self.num_classes), cond)
+            # a cond is only accepted by a class-conditional prior (check_cond)
+            null_class = cast(int, self.num_classes)
+            cond = torch.where(drop, torch.full_like(cond, null_class), cond)
         loss = self._masked_ce(indices, masked, cond, smoothing=self.label_smoothing)
         return LossOutput(
             loss, {"masked_ce": loss.detach(), "mask_ratio": masked.float().mean().detach()}
@@ -416,7 +422,7 @@ class MaskGIT(nn.Module, HubMixin):
         """Logits, with classifier-free guidance ``ℓ_u + s·(ℓ_c - ℓ_u)`` when s ≠ 1."""
         if cond is None or scale == 1.0:
             return self._logits(tokens, cond)
-        null = torch.full_like(cond, self.num_classes)
+        null = torch.full_like(cond, cast(int, self.num_classes))  # cond implies classes
         both = self._logits(torch.cat([tokens, tokens]), torch.cat([cond, null]))
         conditional, unconditional = both.chunk(2)
         return unconditional + scale * (conditional - unconditional)

@@ -8,7 +8,7 @@ arXiv:1711.00937.
 Architecture: a learned embedding of the codes, one type-A masked convolution, residual blocks of
 type-B masked convolutions (ReLU → 1×1 → ReLU → k×k masked B → ReLU → 1×1, plus the input), then
 ReLU → 1×1 → ReLU → 1×1 to K logits. The plain PixelCNN has a blind spot (positions up and to the
-right that no stack of masked kernels reaches); :class:`~vqkit.autoregressive.GatedPixelCNN`
+right that no stack of masked kernels reaches); ``GatedPixelCNN``
 removes it.
 """
 

@@ -1,8 +1,8 @@
 """Input checks and the random draw shared by vqkit's autoregressive priors.
 
 Every sampler (naive or cached) draws ``n`` uniform numbers per position with
-:func:`draw_uniform`, in raster order, whether or not the position is given, and maps them to
-codes with :func:`draw_codes` (the inverse CDF of ``softmax(logits / temperature)``). Two samplers
+``draw_uniform``, in raster order, whether or not the position is given, and maps them to
+codes with ``draw_codes`` (the inverse CDF of ``softmax(logits / temperature)``). Two samplers
 that compute the same logits and visit the positions in the same order therefore consume the
 generator identically and return identical codes.
 """
@@ -262,7 +262,7 @@ def draw_codes(logits: torch.Tensor, u: torch.Tensor, temperature: float) -> tor
 
     Shape:
         - logits: (B, K)
-        - u: (B,) uniforms in [0, 1) (see :func:`draw_uniform`)
+        - u: (B,) uniforms in [0, 1) (see ``draw_uniform``)
         - output: (B,) int64
     """
     k = logits.shape[-1]

@@ -18,14 +18,14 @@ Positions are a learned row embedding plus a learned column embedding (any grid 
 
 Sampling (``method``): ``"naive"`` runs the whole network once per position (O(L²) attention per
 position); ``"cached"`` (the default) runs one position at a time against cached keys and values
-(:meth:`vqkit.autoregressive._attention.Block.step`). Both draw one uniform number per sample per
-position with :func:`~vqkit.autoregressive.sampling.draw_uniform` and map it through the same
+(``vqkit.autoregressive._attention.Block.step``). Both draw one uniform number per sample per
+position with ``draw_uniform`` and map it through the same
 filtered inverse CDF, so for the same generator they return the same codes.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from einops import rearrange
@@ -59,7 +59,9 @@ def _max_size(owner: str, max_size: int | list[int] | tuple[int, int]) -> tuple[
     if isinstance(max_size, int) and not isinstance(max_size, bool):
         return (check_positive_int(owner, "max_size", max_size),) * 2
     if isinstance(max_size, (list, tuple)) and len(max_size) == 2:
-        return tuple(check_positive_int(owner, "max_size", s) for s in max_size)
+        return cast(  # a pair: len(max_size) == 2
+            tuple[int, int], tuple(check_positive_int(owner, "max_size", s) for s in max_size)
+        )
     raise ValueError(f"{owner}: max_size must be an int or a pair [H, W], got {max_size!r}")
 
 
@@ -141,6 +143,9 @@ class TransformerPrior(GridPrior, HubMixin):
 
     sample_methods = ("cached", "naive")
 
+    start: nn.Parameter | None
+    class_embedding: nn.Embedding | None
+
     def __init__(
         self,
         num_embeddings: int = 512,
@@ -182,8 +187,8 @@ class TransformerPrior(GridPrior, HubMixin):
     # ------------------------------------------------------------------ scoring
     def _start(self, cond: torch.Tensor | None, batch: int) -> torch.Tensor:
         """The start token of each sequence: (B, 1, E)."""
-        if self.class_embedding is None:
-            return self.start.expand(batch, 1, -1)
+        if self.class_embedding is None:  # unconditional: `start` is set instead
+            return cast(nn.Parameter, self.start).expand(batch, 1, -1)
         return self.class_embedding(cond)[:, None, :]
 
     def logits_from_embeddings(
@@ -212,13 +217,13 @@ class TransformerPrior(GridPrior, HubMixin):
             - Output: (B, K, H, W).
         """
         indices = check_indices(indices, self.num_embeddings)
-        self._check_grid(tuple(indices.shape[1:]))
+        self._check_grid(cast(tuple[int, int], tuple(indices.shape[1:])))  # (H, W)
         cond = check_cond(cond, self.num_classes, indices.shape[0], indices.device)
         return self.logits_from_embeddings(self.embed(indices), cond)
 
     def loss(self, indices: torch.Tensor, cond: torch.Tensor | int | None = None) -> LossOutput:
         """Training objective: the exact NLL in nats per code position, batch mean (see
-        :func:`vqkit.contracts.likelihood_loss`). The batch must not be empty."""
+        ``vqkit.contracts.likelihood_loss``). The batch must not be empty."""
         log_prob = self.log_prob(indices, cond)  # validates; (B,)
         if log_prob.numel() == 0:
             raise ValueError(f"{type(self).__name__}.loss: the batch is empty")
@@ -231,7 +236,7 @@ class TransformerPrior(GridPrior, HubMixin):
 
     # ----------------------------------------------------------------- sampling
     @torch.no_grad()
-    def sample(
+    def sample(  # type: ignore[override]  # options by keyword; top_k / top_p
         self,
         n: int,
         size: tuple[int, int] | None = None,
@@ -335,7 +340,7 @@ class TransformerPrior(GridPrior, HubMixin):
             u = draw_uniform(n, generator, flat.device)
             hidden = token
             for block, (cache_k, cache_v) in zip(self.blocks, caches, strict=True):
-                hidden = block.step(hidden, cache_k, cache_v, t)  # (n, 1, E)
+                hidden = cast(Block, block).step(hidden, cache_k, cache_v, t)  # (n, 1, E)
             if not bool(known[:, t].all()):
                 logits = self.head(self.norm(hidden[:, 0]))  # (n, K)
                 drawn = self._draw(logits, u, temperature, top_k, top_p)

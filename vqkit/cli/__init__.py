@@ -9,7 +9,7 @@ explains every option. Under ``torchrun`` the same command trains with Distribut
 The command is a thin shell over the library: each subcommand's module (``train``, ``sample``,
 ``evaluate``, ``push``, ``listing``) holds its parser beside its handler, the shared options
 (``--device``, ``--threads``, ``--debug``) are defined once in ``_common``, and the runs
-themselves are :class:`vqkit.train.run.RunSpec` objects run by :func:`vqkit.train.train_run`.
+themselves are ``vqkit.train.run.RunSpec`` objects run by ``vqkit.train.train_run``.
 Every failure is one line on stderr: exit 2 for usage, 1 for a runtime failure, 130 for Ctrl-C.
 """
 

@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 USAGE = 2
 FAILURE = 1
@@ -40,14 +40,14 @@ class CLIError(Exception):
 class Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (and a pointer to ``--help``)."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows a default only where there is one (not None, not a plain flag)."""
 
-    def _get_help_string(self, action: argparse.Action) -> str:
+    def _get_help_string(self, action: argparse.Action) -> str | None:
         hidden = action.default is None or action.default is False
         if hidden or action.default is argparse.SUPPRESS or "%(default)" in (action.help or ""):
             return action.help or ""
@@ -256,7 +256,7 @@ def load_model(source: str, *, model_class: str = "vqvae", device: str | None = 
             f"no such run or model folder: {source!r} (nor is it a Hub repo id 'owner/name')"
         )
     try:
-        cls = vqkit.get("model", model_class)
+        cls: Any = vqkit.get("model", model_class)  # a registered model class
     except KeyError as exc:
         raise CLIError(f"--model-class: {one_line(exc)}") from None
     if path.is_dir():

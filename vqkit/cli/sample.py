@@ -100,7 +100,7 @@ def draw(model, num: int, *, seed: int = 0, temperature: float = 1.0, options=No
     """``num`` samples of ``model``, dispatched on its declared family.
 
     ``options`` (keyword → value) go to the prior's ``sample``; each must be among the options
-    the prior declares (:func:`prior_sample_options`), else a one-line error names them.
+    the prior declares (``prior_sample_options``), else a one-line error names them.
     """
     import torch
 

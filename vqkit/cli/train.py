@@ -1,5 +1,5 @@
-"""``vqkit train``: build a :class:`~vqkit.train.run.RunSpec` from the options (or read one with
-``--config``) and run it with :func:`~vqkit.train.run.train_run`."""
+"""``vqkit train``: build a ``RunSpec`` from the options (or read one with
+``--config``) and run it with ``train_run``."""
 
 from __future__ import annotations
 
@@ -198,7 +198,7 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> argparse.Arg
 
 
 def spec_from_args(args: argparse.Namespace):
-    """The :class:`~vqkit.train.run.RunSpec` the options describe."""
+    """The ``RunSpec`` the options describe."""
     from vqkit.train import TrainConfig
     from vqkit.train.run import DataSpec, RunSpec
 
@@ -270,7 +270,7 @@ def _has_prior(name: str, model_config: dict) -> bool:
         preset = PRESETS.get(name) or GAN_PRESETS.get(name) or VQVAE2_PRESETS[name]
         return model_config.get("prior", preset.config.get("prior")) is not None
     try:
-        cls = vqkit.get("model", name)
+        cls: Any = vqkit.get("model", name)  # a registered model class
     except KeyError as exc:
         raise CLIError(f"--model: {one_line(exc)}") from None
     return cls.family == "discrete" and model_config.get("prior") is not None

@@ -1,8 +1,8 @@
 """Datasets for vqkit: image folders, MNIST-style IDX files, numpy arrays, bundled digits, toy 2-D,
 Hugging Face ``datasets``.
 
-Every loader returns an :class:`ArrayDataset` (images ``(N, C, H, W)`` in ``[0, 1]``), or with
-``lazy=True`` a dataset read on access (:class:`ImageFolderDataset`, :class:`MemmapArrayDataset`)
+Every loader returns an ``ArrayDataset`` (images ``(N, C, H, W)`` in ``[0, 1]``), or with
+``lazy=True`` a dataset read on access (``ImageFolderDataset``, ``MemmapArrayDataset``)
 whose items are the same ``(C, H, W)`` tensors.
 """
 

@@ -90,7 +90,7 @@ def load_array(
     layout: str = "auto",
     lazy: bool = False,
 ) -> ArrayDataset | MemmapArrayDataset:
-    """Load ``.npy`` / ``.npz`` samples as an :class:`ArrayDataset` (or memory-mapped).
+    """Load ``.npy`` / ``.npz`` samples as an ``ArrayDataset`` (or memory-mapped).
 
     Integer pixels are scaled to ``[0, 1]`` by their type's maximum (uint8 by 255); floats are
     kept as they are (NaN and infinity are refused). Object arrays are refused
@@ -103,7 +103,7 @@ def load_array(
         label_key: optional ``.npz`` array of integer labels.
         layout: ``"auto"``, ``"nchw"`` or ``"nhwc"`` for 4-D arrays.
         lazy: memory-map a ``.npy`` file and read samples when they are indexed (a
-            :class:`~vqkit.data.MemmapArrayDataset`), for arrays larger than memory.
+            [`MemmapArrayDataset`][vqkit.data.MemmapArrayDataset]), for arrays larger than memory.
             ``.npz`` archives are compressed or zipped and cannot be mapped.
 
     Shape:

@@ -1,6 +1,6 @@
 """In-memory datasets, seeded train/validation splits and subsets.
 
-Every loader in :mod:`vqkit.data` returns an :class:`ArrayDataset`: one float tensor holding all
+Every loader in ``vqkit.data`` returns an ``ArrayDataset``: one float tensor holding all
 samples (images as ``(N, C, H, W)`` in ``[0, 1]``, points as ``(N, D)``), optional integer labels,
 and a report of what was read and what was left out.
 """

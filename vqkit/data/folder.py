@@ -219,7 +219,7 @@ def load_image_folder(
             warns with a report (``dataset.report``); ``"error"`` raises instead.
         on_unreadable: ``"error"`` raises on a file Pillow cannot read; ``"skip"`` reports it.
         extensions: file name endings counted as images (case-insensitive).
-        lazy: return an :class:`~vqkit.data.ImageFolderDataset` that reads only the image
+        lazy: return an ``ImageFolderDataset`` that reads only the image
             headers now and decodes each image when it is indexed (in DataLoader workers with
             ``TrainConfig.num_workers``), instead of decoding every image into memory.
             With ``lazy=True`` a file whose header reads but whose pixels are truncated raises
@@ -229,7 +229,7 @@ def load_image_folder(
             fit in half the available memory or when the images are 16-bit.
 
     Returns:
-        An :class:`ArrayDataset` (or an :class:`~vqkit.data.ImageFolderDataset` with ``lazy``)
+        An [`ArrayDataset`][vqkit.data.ArrayDataset] (or an ``ImageFolderDataset`` with ``lazy``)
         with ``labels`` from sub-folder names (all 0 without them) and ``report`` listing every
         file that was left out and why: unreadable, empty or truncated images, dangling or
         looping symlinks, odd sizes. Files with other suffixes are counted in

@@ -9,9 +9,9 @@
 - otherwise a dataset name on the Hugging Face Hub (``"user/name"``), which needs the network
   the first time.
 
-The result is an :class:`HFImageDataset`: rows are decoded when they are indexed (by DataLoader
+The result is an ``HFImageDataset``: rows are decoded when they are indexed (by DataLoader
 workers with ``TrainConfig.num_workers``), with the same colour modes, resizing and ``[0, 1]``
-scaling as :func:`~vqkit.data.load_image_folder`. ``datasets`` is an optional extra
+scaling as [`load_image_folder`][vqkit.data.load_image_folder]. ``datasets`` is an optional extra
 (``pip install 'vqkit[hf]'``), imported only here.
 """
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.utils.data import Dataset
@@ -97,9 +97,9 @@ def _as_pil(value: Any, where: str):
 class HFImageDataset(Dataset):
     """Rows of a Hugging Face dataset decoded as ``(C, H, W)`` float32 images in ``[0, 1]``.
 
-    Built by :func:`load_hf_dataset`. With ``image_size=None`` every image must have the size of
+    Built by ``load_hf_dataset``. With ``image_size=None`` every image must have the size of
     the first one (a row of another size raises, naming it); with an ``image_size`` every image
-    is resized like :func:`~vqkit.data.load_image_folder` does.
+    is resized like [`load_image_folder`][vqkit.data.load_image_folder] does.
 
     Args:
         hf: a ``datasets.Dataset``.
@@ -133,7 +133,7 @@ class HFImageDataset(Dataset):
         self.image_column = image_column
         self.labels = labels
         self.mode = mode
-        self.image_size = tuple(image_size)
+        self.image_size = cast(tuple[int, int], tuple(image_size))  # (H, W)
         self.resize = resize
         self.fit = fit
         self.name = name
@@ -223,7 +223,7 @@ def load_hf_dataset(
     fit: str = "crop",
     cache_dir: str | None = None,
 ) -> HFImageDataset:
-    """A Hugging Face dataset of images as an :class:`HFImageDataset` (decoded per item).
+    """A Hugging Face dataset of images as an ``HFImageDataset`` (decoded per item).
 
     Args:
         source: a ``save_to_disk`` folder, a ``.parquet`` file, a local folder ``datasets``

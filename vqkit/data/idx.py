@@ -164,13 +164,13 @@ def load_idx_images(
     name: str = "idx",
     lazy: bool = False,
 ) -> ArrayDataset | MemmapArrayDataset:
-    """An IDX image file (and optionally its label file) as an :class:`ArrayDataset`.
+    """An IDX image file (and optionally its label file) as an ``ArrayDataset``.
 
     Args:
         images: the IDX file of images ``(N, H, W)`` (or ``(N, C, H, W)``).
         labels: optional IDX file of ``N`` integer labels (float labels are refused).
         name: a short name for logs.
-        lazy: memory-map an uncompressed file (a :class:`~vqkit.data.MemmapArrayDataset`);
+        lazy: memory-map an uncompressed file (a ``MemmapArrayDataset``);
             gzipped files cannot be mapped and are read into memory.
 
     Shape:
@@ -225,7 +225,7 @@ def load_mnist(
         path: the folder holding the four files (or an images file directly).
         split: ``"train"`` (60,000 images) or ``"test"`` (10,000 images).
         name: a short name for logs.
-        lazy: memory-map uncompressed files (see :func:`load_idx_images`).
+        lazy: memory-map uncompressed files (see [`load_idx_images`][vqkit.data.load_idx_images]).
     """
     if not isinstance(split, str) or split not in _SPLIT_PREFIX:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
@@ -255,7 +255,7 @@ def load_fashion_mnist(
             location ``/usr/share/datasets/fashion-mnist`` (``apt-get install
             dataset-fashion-mnist``).
         split: ``"train"`` or ``"test"``.
-        lazy: memory-map uncompressed files (see :func:`load_idx_images`).
+        lazy: memory-map uncompressed files (see [`load_idx_images`][vqkit.data.load_idx_images]).
     """
     if path is not None and not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str, a path or None, got {type(path).__name__}")

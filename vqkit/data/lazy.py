@@ -1,6 +1,6 @@
 """Datasets read on access: image folders decoded per item, ``.npy`` / IDX arrays memory-mapped.
 
-The in-memory path (:class:`~vqkit.data.ArrayDataset`) decodes a whole folder into one float32
+The in-memory path (``ArrayDataset``) decodes a whole folder into one float32
 tensor: CelebA-64's 202,599 images need about 10 GB before training starts. The datasets here keep
 only file names (or a memory map) and decode each sample when it is indexed, so memory stays
 bounded by the batch and the DataLoader workers (``TrainConfig.num_workers``) decode in parallel.
@@ -16,7 +16,7 @@ import operator
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.utils.data import Dataset
@@ -64,7 +64,7 @@ def _index(index: Any, n: int) -> int:
 class ImageFolderDataset(Dataset):
     """An image folder decoded one image at a time; ``dataset[i]`` is a ``(C, H, W)`` tensor.
 
-    Built by :func:`~vqkit.data.load_image_folder` with ``lazy=True`` (which validates the folder
+    Built by ``load_image_folder`` with ``lazy=True`` (which validates the folder
     and reads every header once); items equal that function's in-memory values exactly.
 
     Args:
@@ -104,7 +104,7 @@ class ImageFolderDataset(Dataset):
         self.files = list(files)
         self.labels = labels
         self.mode = mode
-        self.image_size = tuple(image_size)
+        self.image_size = cast(tuple[int, int], tuple(image_size))  # (H, W)
         self.fit = fit
         self.resize = resize
         self.name = name
@@ -204,7 +204,7 @@ class ImageFolderDataset(Dataset):
 class MemmapArrayDataset(Dataset):
     """Samples of a ``.npy`` or uncompressed IDX file read through a memory map.
 
-    Built by :func:`~vqkit.data.load_array` / :func:`~vqkit.data.load_idx_images` with
+    Built by [`load_array`][vqkit.data.load_array] / ``load_idx_images`` with
     ``lazy=True``. Only the pages of the items read are loaded; items equal the in-memory path's
     values exactly (integers scaled by their type's maximum, layout as ``load_array``'s).
 

@@ -13,8 +13,8 @@ which the model's dropout and initialisation use and every checkpoint saves.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator, Sized
+from typing import Any, cast
 
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
@@ -77,20 +77,22 @@ def iterate_batches(
 ) -> Iterator[Any]:
     """The batches of ``dataset`` at ``batches`` (lists of indices), in that order.
 
-    In-memory datasets (:class:`~vqkit.data.ArrayDataset`, an
-    :class:`~vqkit.data.ImageFolderDataset` with its uint8 cache) and ``num_workers=0`` are read
+    In-memory datasets ([`ArrayDataset`][vqkit.data.ArrayDataset], an
+    ``ImageFolderDataset`` with its uint8 cache) and ``num_workers=0`` are read
     in this process, one slice per batch; other datasets with ``num_workers > 0`` are decoded by
     that many DataLoader worker processes (``pin_memory`` puts each batch in page-locked memory
     for a fast copy to CUDA). The values are the same either way.
     """
-    batches = [b.tolist() if isinstance(b, torch.Tensor) else list(b) for b in batches]
-    if not batches:
+    lists: list[list[int]] = [
+        b.tolist() if isinstance(b, torch.Tensor) else list(b) for b in batches
+    ]
+    if not lists:
         return iter(())
     if _in_memory(dataset) or num_workers == 0:
-        return (fetch(dataset, torch.tensor(b, dtype=torch.long)) for b in batches)
+        return (fetch(dataset, torch.tensor(b, dtype=torch.long)) for b in lists)
     loader = DataLoader(
         dataset,
-        batch_sampler=batches,
+        batch_sampler=lists,
         num_workers=num_workers,
         pin_memory=pin_memory,
         generator=torch.Generator().manual_seed(0),  # keeps the global RNG untouched
@@ -110,5 +112,6 @@ def sequential_batches(
 
     check_positive_int("sequential_batches", "batch_size", batch_size)
     check_int("sequential_batches", "num_workers", num_workers, low=0)
-    chunks = list(torch.split(torch.arange(len(dataset)), batch_size))
+    size = len(cast(Sized, dataset))  # map-style datasets define __len__
+    chunks = list(torch.split(torch.arange(size), batch_size))
     return iterate_batches(dataset, chunks, num_workers=num_workers, pin_memory=pin_memory)

@@ -10,7 +10,7 @@ Accepted specs:
 - a path to a folder of images, a ``.npy``/``.npz`` file, or an IDX file.
 
 ``lazy=True`` reads folders, ``.npy`` and uncompressed IDX files on access instead of into memory
-(see :mod:`vqkit.data.lazy`); ``cache=True`` adds a uint8 in-memory cache to a lazy folder.
+(see ``vqkit.data.lazy``); ``cache=True`` adds a uint8 in-memory cache to a lazy folder.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def load_dataset(spec: str, *, split: str = "train", seed: int = 0, **options: A
     Args:
         spec: see the module docstring.
         split: ``"train"`` or ``"test"`` for the IDX sources; other sources have one split and
-            ignore it (make a validation split with :func:`~vqkit.data.train_val_split`).
+            ignore it (make a validation split with ``train_val_split``).
         seed: seed of the toy datasets' draw.
         **options: passed to the loader: ``image_size``, ``mode``, ``fit``, ``on_mismatch``,
             ``on_unreadable``, ``lazy``, ``cache`` for folders; ``key``, ``label_key``,
@@ -46,9 +46,9 @@ def load_dataset(spec: str, *, split: str = "train", seed: int = 0, **options: A
             the shape parameters for toy sets.
 
     Returns:
-        An :class:`~vqkit.data.ArrayDataset`, or a dataset read on access
-        (:class:`~vqkit.data.ImageFolderDataset`, :class:`~vqkit.data.MemmapArrayDataset`,
-        :class:`~vqkit.data.HFImageDataset`).
+        An [`ArrayDataset`][vqkit.data.ArrayDataset], or a dataset read on access
+        ([`ImageFolderDataset`][vqkit.data.ImageFolderDataset], ``MemmapArrayDataset``,
+        [`HFImageDataset`][vqkit.data.HFImageDataset]).
     """
     if not isinstance(spec, str) or not spec:
         raise TypeError(f"a dataset spec must be a non-empty string, got {spec!r}")

@@ -8,7 +8,8 @@ Gaussian through its latent, which makes these sets a quick check of the whole p
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 
@@ -38,8 +39,12 @@ def _check_common(owner: str, seed: Any, **numbers: Any) -> None:
 def _pair(owner: str, name: str, value: Any, *, positive: bool) -> tuple[float, float]:
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
         raise ValueError(f"{owner}: {name} must be a pair of numbers, got {value!r}")
-    return tuple(
-        check_number(owner, name, v, low=0 if positive else None, low_open=positive) for v in value
+    return cast(  # len(value) == 2, checked above
+        tuple[float, float],
+        tuple(
+            check_number(owner, name, v, low=0 if positive else None, low_open=positive)
+            for v in value
+        ),
     )
 
 
@@ -122,7 +127,7 @@ def gaussian_grid(
     )
 
 
-TOY_DATASETS = {
+TOY_DATASETS: dict[str, Callable[..., ArrayDataset]] = {
     "correlated_gaussian": correlated_gaussian,
     "gaussian_ring": gaussian_ring,
     "gaussian_grid": gaussian_grid,
@@ -130,7 +135,7 @@ TOY_DATASETS = {
 
 
 def load_toy(name: str, n: int = 10_000, *, seed: int = 0, **kwargs) -> ArrayDataset:
-    """A toy dataset by name: one of :data:`TOY_DATASETS`."""
+    """A toy dataset by name: one of ``TOY_DATASETS``."""
     if not isinstance(name, str) or name not in TOY_DATASETS:
         raise ValueError(f"unknown toy dataset {name!r}; expected one of {sorted(TOY_DATASETS)}")
     return TOY_DATASETS[name](n, seed=seed, **kwargs)

@@ -143,8 +143,9 @@ class CapacityKL(nn.Module):
                     f"gamma/max_capacity/capacity_steps"
                 )
             self.beta: float | None = _non_negative("beta", beta)
-            self.gamma = self.max_capacity = None
-            self.capacity_steps = None
+            self.gamma: float | None = None
+            self.max_capacity: float | None = None
+            self.capacity_steps: int | None = None
         else:
             self.beta = None
             self.gamma = _non_negative("gamma", 1000.0 if gamma is None else gamma)
@@ -168,6 +169,8 @@ class CapacityKL(nn.Module):
         """C at the current step, in nats (a float32 scalar; 0 for the H-type loss)."""
         if not self.is_capacity_controlled:
             return torch.zeros((), device=self.iteration.device)
+        assert self.capacity_steps is not None  # B-type: both are set
+        assert self.max_capacity is not None
         progress = (self.iteration.float() / self.capacity_steps).clamp(max=1.0)
         return progress * self.max_capacity
 
@@ -195,11 +198,13 @@ class CapacityKL(nn.Module):
         losses = {"recon": rec.detach(), "kl": kl_mean.detach(), "nelbo": (rec + kl_mean).detach()}
         if self.is_capacity_controlled:
             capacity = self.capacity
+            assert self.gamma is not None  # B-type
             total = rec + self.gamma * (kl_mean - capacity).abs()
             losses["capacity"] = capacity
             if self.auto_step and self.training and torch.is_grad_enabled():
                 self.step()
         else:
+            assert self.beta is not None  # H-type
             total = rec + self.beta * kl_mean
         losses["total"] = total.detach()
         return KLLossOutput(loss=total, losses=losses)

@@ -30,6 +30,7 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -45,7 +46,7 @@ DEFAULT_WEIGHTS = Path("~/.cache/vqkit/lpips_vgg16.safetensors")
 HUB_FILENAME = "lpips_vgg16.safetensors"
 
 # VGG16 "D" convs: (name, in, out); "M" is a 2×2 max-pool. Index = torchvision's features.<i>.
-_VGG16 = [
+_VGG16: list[tuple[str, int, int] | Literal["M"]] = [
     ("conv1_1", 3, 64), ("conv1_2", 64, 64), "M",
     ("conv2_1", 64, 128), ("conv2_2", 128, 128), "M",
     ("conv3_1", 128, 256), ("conv3_2", 256, 256), ("conv3_3", 256, 256), "M",
@@ -147,6 +148,9 @@ class LPIPS(nn.Module):
     Raises:
         FileNotFoundError: no weights; the message says which files to get and where.
     """
+
+    shift: torch.Tensor  # constant buffers registered in __init__
+    scale: torch.Tensor
 
     def __init__(
         self,

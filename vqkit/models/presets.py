@@ -87,7 +87,7 @@ def _preset(
     return Preset(name=name, description=description, source=source, config=config)
 
 
-_CIFAR_K128 = {
+_CIFAR_K128: dict[str, Any] = {
     "image_size": [32, 32],
     "encoder_decoder": _resnet(3, 128, 2, 32, 2),
     # Codebook drawn uniformly in [-1/K, 1/K], as in the original implementations.
@@ -162,7 +162,7 @@ def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, A
     """Deep-merge ``overrides`` into a copy of ``base``; a part with a new ``type`` is replaced."""
     merged = copy.deepcopy(dict(base))
     for key, value in overrides.items():
-        old = merged.get(key)
+        old: Any = merged.get(key)  # a part spec (Mapping) or any JSON value
         same_part = isinstance(old, Mapping) and isinstance(value, Mapping)
         if same_part and value.get("type", old.get("type")) == old.get("type"):
             merged[key] = _merge(old, value)

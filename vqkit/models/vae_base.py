@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -72,7 +72,7 @@ class VAEBase(nn.Module):
     family: ClassVar[str] = "continuous"
     encoder: nn.Module
     decoder: nn.Module
-    prior: nn.Module | None
+    prior: Any  # None or a registered prior (vqkit.contracts.Prior), checked when built
 
     def _setup(
         self,
@@ -350,12 +350,12 @@ class VAEBase(nn.Module):
         _check_num_samples(num_samples)
         check_generator(type(self).__name__, generator)
         mu, logvar = self.encode(x)
-        total = 0.0
+        total: Tensor | float = 0.0
         for _ in range(num_samples):
             z = self.reparameterize(mu, logvar, generator)
             nll = self.likelihood.nll(x, self.decoder(z))
             total = total - (nll + self.kl_divergence(mu, logvar, z))
-        return total / num_samples
+        return cast(Tensor, total) / num_samples  # a tensor: num_samples >= 1 (checked)
 
     @torch.no_grad()
     def log_likelihood(

@@ -28,7 +28,8 @@ multiplies the commitment term ``‖z − sg(e)‖²``; ``tests/gan`` checks it 
 from __future__ import annotations
 
 import copy
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import nn
@@ -118,6 +119,15 @@ class VQGAN(
 
     adversarial: ClassVar[bool] = True
 
+    # GAN settings, set from the checked constructor arguments in __init__
+    perceptual_weight: float
+    disc_weight: float
+    gan_loss: str
+    disc_start: int
+    disc_factor: float
+    adaptive_weight: bool
+    r1_weight: float
+
     def __init__(
         self,
         encoder: str | dict,
@@ -162,7 +172,7 @@ class VQGAN(
         )
         for name, value in settings.items():
             setattr(self, name, value)
-        spec = _as_spec("discriminator", discriminator)
+        spec = cast(dict[str, Any], _as_spec("discriminator", discriminator))  # checked above
         spec.setdefault("in_channels", self.encoder.in_channels)
         self.discriminator_spec = spec
         self.build_discriminator()  # fail at construction, not at disc_start, on a bad spec
@@ -196,7 +206,7 @@ class VQGAN(
                 f"decoder {type(self.decoder).__name__} has no conv or linear layer for the "
                 "adaptive weight; build the model with adaptive_weight=False"
             )
-        return layers[-1].weight
+        return cast(nn.Parameter, layers[-1].weight)  # typed Tensor in torch's stubs
 
     def adversarial_active(self, step: int) -> bool:
         """Whether training step ``step`` has an adversarial term (``step >= disc_start``)."""
@@ -208,7 +218,7 @@ class VQGAN(
         x: torch.Tensor,
         discriminator: nn.Module,
         step: int,
-        perceptual: nn.Module | None = None,
+        perceptual: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], VQVAEOutput]:
         """The generator's objective at training step ``step`` (eq. 5–7 of the paper).
 
@@ -244,7 +254,7 @@ class VQGAN(
         rec = out.losses["recon"]
         zero = rec.new_zeros(())
         p_loss = zero
-        if self.perceptual_weight > 0:
+        if self.perceptual_weight > 0 and perceptual is not None:  # (required: checked above)
             p_loss = perceptual(x, out.reconstruction).mean()
         nll = rec + self.perceptual_weight * p_loss
         loss = nll + out.quantizer.loss

@@ -160,6 +160,13 @@ class VQVAE(
     family: ClassVar[str] = "discrete"
     adversarial: ClassVar[bool] = False
 
+    # Parts built through the registry: nn.Modules checked against their kind's contract
+    # (vqkit.contracts) when built; typed Any, as Python has no nn.Module-and-Protocol type.
+    encoder: Any
+    decoder: Any
+    quantizer: Any
+    prior: Any
+
     def __init__(
         self,
         encoder: str | dict,
@@ -356,7 +363,7 @@ class VQVAE(
         return self.decoder(z_q)
 
     # ----------------------------------------------------------------- stage 2
-    def _require_prior(self, what: str) -> nn.Module:
+    def _require_prior(self, what: str) -> Any:  # a registered prior (vqkit.contracts.Prior)
         if self.prior is None:
             raise RuntimeError(
                 f"{what} needs a prior; build the model with prior={{'type': 'gated_pixelcnn', "

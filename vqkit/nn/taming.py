@@ -25,7 +25,7 @@ decoder starts with a 1×1 ``post_quant_conv`` from ``in_channels`` to ``z_chann
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -393,7 +393,7 @@ class TamingDecoder(nn.Module):
     @property
     def last_layer(self) -> nn.Parameter:
         """The weight of the final 3×3 conv (VQ-GAN's adaptive weight is measured here)."""
-        return self.conv_out.weight
+        return cast(nn.Parameter, self.conv_out.weight)  # typed Tensor in torch's stubs
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         _check_input(type(self).__name__, z, self.in_channels, 1, "latents")

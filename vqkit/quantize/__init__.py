@@ -1,6 +1,6 @@
-"""Quantizers: :class:`VectorQuantizer` (``"vq"``), :class:`ResidualVQ` (``"rvq"``),
-:class:`FSQ` (``"fsq"``) and :class:`GumbelQuantizer` (``"gumbel"``), registered under the
-kind ``"quantizer"``; all return :class:`QuantizerOutput`."""
+"""Quantizers: ``VectorQuantizer`` (``"vq"``), ``ResidualVQ`` (``"rvq"``),
+[`FSQ`][vqkit.quantize.FSQ] (``"fsq"``) and ``GumbelQuantizer`` (``"gumbel"``), registered under
+the kind ``"quantizer"``; all return [`QuantizerOutput`][vqkit.quantize.QuantizerOutput]."""
 
 from vqkit.quantize.fsq import FSQ
 from vqkit.quantize.gumbel import GumbelQuantizer

@@ -6,6 +6,8 @@ Nothing here runs unless ``torch.distributed`` is initialised with more than one
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch.distributed as dist
 from torch import Tensor
 
@@ -19,11 +21,17 @@ def world_size() -> int:
     return 1
 
 
+def _world_group() -> dist.ProcessGroup:
+    # Typed ``ProcessGroup | None``: None only before init_process_group, and callers reach the
+    # collectives only when world_size() > 1.
+    return cast(dist.ProcessGroup, dist.group.WORLD)
+
+
 def all_reduce_sum(t: Tensor) -> Tensor:
     """Sum of ``t`` over all ranks (a new tensor; every rank gets the same bytes)."""
     from torch.distributed import _functional_collectives as funcol
 
-    return funcol.wait_tensor(funcol.all_reduce(t.contiguous(), "sum", dist.group.WORLD))
+    return funcol.wait_tensor(funcol.all_reduce(t.contiguous(), "sum", _world_group()))
 
 
 def all_gather_rows(t: Tensor) -> Tensor:
@@ -31,4 +39,4 @@ def all_gather_rows(t: Tensor) -> Tensor:
     from torch.distributed import _functional_collectives as funcol
 
     gather = getattr(funcol, "all_gather_single", None) or funcol.all_gather_tensor
-    return funcol.wait_tensor(gather(t.contiguous(), 0, dist.group.WORLD))
+    return funcol.wait_tensor(gather(t.contiguous(), 0, _world_group()))

@@ -54,7 +54,7 @@ class FSQ(nn.Module):
 
     Shape:
         - Input: (B, D, *spatial), or (B, *, D) with ``channel_last=True``.
-        - Output: :class:`QuantizerOutput`; ``quantized`` like the input (values on the grid
+        - Output: ``QuantizerOutput``; ``quantized`` like the input (values on the grid
           in [−1, 1] per channel when there is no projection), ``indices`` (B, *spatial) int64 in
           ``[0, ∏ levels)``, ``loss`` 0.
 
@@ -64,6 +64,16 @@ class FSQ(nn.Module):
         >>> bool((fsq.decode(out.indices) == out.quantized).all())
         True
     """
+
+    # Constant buffers registered in __init__ (typed for the checker, see vq.py).
+    _half_l: Tensor
+    _offset: Tensor
+    _shift: Tensor
+    _half_width: Tensor
+    _basis: Tensor
+    _levels: Tensor
+    project_in: nn.Linear | None
+    project_out: nn.Linear | None
 
     def __init__(
         self,

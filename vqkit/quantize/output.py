@@ -1,8 +1,7 @@
 """The output type shared by every vqkit quantizer, and the layout helpers they use.
 
-Every quantizer (:class:`~vqkit.quantize.vq.VectorQuantizer`, :class:`~vqkit.quantize.residual.
-ResidualVQ`, :class:`~vqkit.quantize.fsq.FSQ`) returns a :class:`QuantizerOutput`, so models and
-the trainer never special-case the quantizer they were given.
+Every quantizer (``VectorQuantizer``, ``ResidualVQ``, ``FSQ``) returns a ``QuantizerOutput``,
+so models and the trainer never special-case the quantizer they were given.
 """
 
 from __future__ import annotations
@@ -108,7 +107,7 @@ def input_rows(quantizer, x: Tensor) -> tuple[Tensor, tuple[int, ...]]:
 
 
 def from_rows(rows: Tensor, batch_shape: tuple[int, ...], channel_last: bool) -> Tensor:
-    """Inverse of :func:`to_rows`: rows (N, D) → (B, *S, D) or contiguous (B, D, *S)."""
+    """Inverse of ``to_rows``: rows (N, D) → (B, *S, D) or contiguous (B, D, *S)."""
     out = rows.reshape(*batch_shape, rows.shape[-1])  # (B, *S, D)
     if channel_last:
         return out

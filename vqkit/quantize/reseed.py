@@ -1,20 +1,20 @@
 """Codebook re-initialisation policies, chosen by a JSON spec: dead-code reseeding and CVQ-VAE.
 
-A :class:`VectorQuantizer` takes ``reseed=`` as ``None``, a policy name (``"dead_code"``,
-``"cvq"``) or a spec ``{"type": name, **options}``; :func:`build_reseed_policy` turns it into a
-:class:`ReseedPolicy`. A new policy is one class registered with :func:`register_reseed_policy`,
+A ``VectorQuantizer`` takes ``reseed=`` as ``None``, a policy name (``"dead_code"``,
+``"cvq"``) or a spec ``{"type": name, **options}``; ``build_reseed_policy`` turns it into a
+``ReseedPolicy``. A new policy is one class registered with ``register_reseed_policy``,
 not a new quantizer flag.
 
-- :class:`DeadCodeReseed` (``"dead_code"``): a code whose EMA usage falls below a threshold is
+- ``DeadCodeReseed`` (``"dead_code"``): a code whose EMA usage falls below a threshold is
   replaced by an encoder output drawn from the current batch, and its EMA statistics are reset to
   match (the step encodec forgets, so its next EMA update overwrites the new code; ESPnet PR
   #6284).
-- :class:`ClusteredReinit` (``"cvq"``): the online clustered codebook of Zheng & Vedaldi, "Online
+- ``ClusteredReinit`` (``"cvq"``): the online clustered codebook of Zheng & Vedaldi, "Online
   Clustered Codebook" (CVQ-VAE, arXiv:2307.15139, §3.3): every step each code moves toward an
   anchor by ``α_k = exp(−10·K·p̄_k/(1−γ) − ε)``, so rarely used codes are re-initialised and busy
   ones are untouched. Anchors are random batch features or each code's closest feature.
 
-A policy sees one training batch as a :class:`ReseedBatch` and edits the codebook only through
+A policy sees one training batch as a ``ReseedBatch`` and edits the codebook only through
 two methods of the quantizer, which keep its EMA statistics consistent with the new codes:
 ``replace_codes(mask, vectors, usage)`` (hard replacement) and ``move_codes(anchors, weight)``
 (``lerp`` toward anchors). Both policies are fixed-shape tensor programs (``torch.where`` and
@@ -28,13 +28,16 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from vqkit._checks import check_choice, check_number, check_positive_int
 from vqkit.quantize._distributed import all_gather_rows, world_size
+
+if TYPE_CHECKING:  # the quantizer imports this module
+    from vqkit.quantize.vq import VectorQuantizer
 
 __all__ = [
     "RESEED_POLICIES",
@@ -78,7 +81,7 @@ def closest_anchors(x: Tensor, rows: Tensor, dists: Tensor, sync: bool) -> Tenso
     """Each code's nearest row of ``x``; across ranks, the nearest among every rank's best.
 
     Shape:
-        - x: (N, D); rows, dists: (K,) from :func:`vqkit.functional.nearest_code`
+        - x: (N, D); rows, dists: (K,) from ``vqkit.functional.nearest_code``
         - Output: (K, D)
     """
     anchors = x.index_select(0, rows)  # (K, D)
@@ -92,7 +95,7 @@ def closest_anchors(x: Tensor, rows: Tensor, dists: Tensor, sync: bool) -> Tenso
 
 
 class ReseedBatch(NamedTuple):
-    """What a :class:`ReseedPolicy` sees of one training batch (all detached, fp32).
+    """What a ``ReseedPolicy`` sees of one training batch (all detached, fp32).
 
     Attributes:
         z: (N, Dc) the batch's vectors in codebook space (this rank's share under DDP).
@@ -119,16 +122,16 @@ class ReseedPolicy(nn.Module):
 
     A subclass sets ``name`` (its spec ``"type"``), optionally ``needs_closest_rows`` (the
     nearest-code search then also returns each code's nearest batch row), and implements
-    :meth:`update`. Its constructor arguments are the spec's other keys (JSON values); a policy
+    ``update``. Its constructor arguments are the spec's other keys (JSON values); a policy
     that needs the codebook size or the device declares ``codebook_size`` / ``device`` keyword
-    arguments and :func:`build_reseed_policy` passes them. Buffers it registers are saved in the
+    arguments and ``build_reseed_policy`` passes them. Buffers it registers are saved in the
     quantizer's state dict under ``reinit.``.
     """
 
     name: ClassVar[str] = ""
     needs_closest_rows: ClassVar[bool] = False
 
-    def update(self, quantizer: nn.Module, batch: ReseedBatch) -> Tensor:
+    def update(self, quantizer: VectorQuantizer, batch: ReseedBatch) -> Tensor:
         """Re-initialise codes of ``quantizer`` after its EMA update; return the number of codes
         reseeded (a scalar tensor, fractional for soft moves), logged as ``"reseeded"``."""
         raise NotImplementedError
@@ -142,11 +145,11 @@ RESEED_POLICIES: dict[str, type[ReseedPolicy]] = {}
 
 
 def register_reseed_policy(name: str) -> Callable[[type[ReseedPolicy]], type[ReseedPolicy]]:
-    """Class decorator adding a :class:`ReseedPolicy` subclass to :data:`RESEED_POLICIES`.
+    """Class decorator adding a ``ReseedPolicy`` subclass to ``RESEED_POLICIES``.
 
     Raises:
         ValueError: the name is taken.
-        TypeError: the class is not a :class:`ReseedPolicy`.
+        TypeError: the class is not a ``ReseedPolicy``.
     """
 
     def decorator(cls: type[ReseedPolicy]) -> type[ReseedPolicy]:
@@ -260,7 +263,7 @@ class DeadCodeReseed(ReseedPolicy):
         level = self.threshold * n / k  # scalar tensor
         return usage < level, level
 
-    def update(self, quantizer: nn.Module, batch: ReseedBatch) -> Tensor:
+    def update(self, quantizer: VectorQuantizer, batch: ReseedBatch) -> Tensor:
         dead_count = batch.dead.sum().float()
         if not torch.compiler.is_compiling() and not bool(dead_count):
             # Nothing to replace: no candidates drawn, no masked writes. (Every rank sees the
@@ -295,6 +298,8 @@ class ClusteredReinit(ReseedPolicy):
         device: of the ``usage_prob`` buffer.
     """
 
+    usage_prob: Tensor  # buffer registered in __init__
+
     def __init__(
         self,
         codebook_size: int,
@@ -320,7 +325,7 @@ class ClusteredReinit(ReseedPolicy):
         scale = self.codebook_size * 10.0 / (1.0 - self.decay)
         return torch.exp(-self.usage_prob * scale - 1e-3)
 
-    def update(self, quantizer: nn.Module, batch: ReseedBatch) -> Tensor:
+    def update(self, quantizer: VectorQuantizer, batch: ReseedBatch) -> Tensor:
         alpha = self(batch.counts, batch.n)[:, None]  # (K, 1)
         if batch.closest is not None:
             rows, dists = batch.closest

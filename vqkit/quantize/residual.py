@@ -13,7 +13,7 @@ straight-through sums it ``num_quantizers`` times), and each stage's commitment 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +35,7 @@ __all__ = ["ResidualVQ"]
 
 @register("quantizer", "rvq")
 class ResidualVQ(nn.Module):
-    """``num_quantizers`` :class:`VectorQuantizer` stages on successive residuals.
+    """``num_quantizers`` ``VectorQuantizer`` stages on successive residuals.
 
     Args:
         dim: input channels ``D``.
@@ -50,12 +50,12 @@ class ResidualVQ(nn.Module):
         check_finite: raise on NaN/Inf input (outside ``torch.compile``).
         device: of the projections.
         dtype: of the projections.
-        **quantizer_kwargs: passed to every :class:`VectorQuantizer` stage (``decay``,
+        **quantizer_kwargs: passed to every ``VectorQuantizer`` stage (``decay``,
             ``commitment_weight``, ``ema``, ``reseed``, ``kmeans_init``...).
 
     Shape:
         - Input: (B, D, *spatial), or (B, *, D) with ``channel_last=True``.
-        - Output: :class:`QuantizerOutput` with ``indices`` (B, *spatial, num_quantizers);
+        - Output: ``QuantizerOutput`` with ``indices`` (B, *spatial, num_quantizers);
           ``loss`` is the sum of the stages' losses, ``perplexity`` their mean; per-stage
           metrics are under ``"stage{l}/<name>"``.
 
@@ -65,6 +65,9 @@ class ResidualVQ(nn.Module):
         >>> out.indices.shape
         torch.Size([2, 8, 8, 4])
     """
+
+    project_in: nn.Linear | None
+    project_out: nn.Linear | None
 
     def __init__(
         self,
@@ -118,7 +121,8 @@ class ResidualVQ(nn.Module):
 
     def stage(self, level: int) -> VectorQuantizer:
         """The quantizer of stage ``level`` (the same module for every stage if shared)."""
-        return self.layers[0 if self.shared_codebook else level]
+        # nn.ModuleList indexes as Module; every entry is a VectorQuantizer (built above)
+        return cast(VectorQuantizer, self.layers[0 if self.shared_codebook else level])
 
     def forward(self, x: Tensor) -> QuantizerOutput:
         z, batch_shape = input_rows(self, x)  # (N, Dc)
@@ -138,6 +142,7 @@ class ResidualVQ(nn.Module):
                 losses.append(loss)
                 ppls.append(ppl)
                 metrics.update({f"stage{level}/{k}": v for k, v in stage_metrics.items()})
+            assert total is not None  # num_quantizers >= 1 (checked in __init__)
             if torch.is_grad_enabled() and z.requires_grad:
                 estimator = rotate_to if self.gradient == "rotation" else straight_through
                 quantized = estimator(z, total)
@@ -173,6 +178,7 @@ class ResidualVQ(nn.Module):
         for level in range(flat.shape[1]):
             q = F.embedding(flat[:, level], self.stage(level).codebook)  # (N, Dc)
             total = q if total is None else total + q
+        assert total is not None  # n >= 1 (checked above)
         if self.project_out is not None:
             total = self.project_out(total)  # (N, D)
         return from_rows(total, tuple(indices.shape[:-1]), self.channel_last)

@@ -9,7 +9,7 @@ arXiv:2410.06424), l2-normalised (cosine) codes and a low-dimensional codebook w
 k-means initialisation, dead-code reseeding and CVQ-VAE's online clustered re-initialisation
 (Zheng & Vedaldi, arXiv:2307.15139).
 
-Engineering: the nearest-code search is chunked fp32 (:func:`vqkit.functional.nearest_code`),
+Engineering: the nearest-code search is chunked fp32 (``vqkit.functional.nearest_code``),
 the EMA statistics are ``index_add_`` sums (no N×K one-hot anywhere), statistics are all-reduced
 under ``torch.distributed``, and a training step has no ``.item()`` and no Python branch on a
 tensor value, so it compiles with ``torch.compile(fullgraph=True)``.
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -108,16 +108,16 @@ class VectorQuantizer(nn.Module):
             VQ-VAE implementations) or ``"kaiming_uniform"``.
         kmeans_init: replace the codebook by k-means of the first training batch.
         kmeans_iters: Lloyd iterations of that k-means.
-        reseed: the re-initialisation policy (:mod:`vqkit.quantize.reseed`): ``None``, a name,
+        reseed: the re-initialisation policy (``vqkit.quantize.reseed``): ``None``, a name,
             or a JSON spec ``{"type": name, **options}``. ``"dead_code"`` replaces dead codes by
             batch vectors (option ``threshold``, default ``dead_code_threshold``); ``"cvq"`` is
             CVQ-VAE's online clustered re-initialisation (options ``anchor``, default
             ``anchor``, and ``decay``, default 0.99). New policies register with
-            :func:`~vqkit.quantize.reseed.register_reseed_policy`. The built policy is the
+            ``register_reseed_policy``. The built policy is the
             submodule ``reinit``.
         dead_code_threshold: a code is dead when its EMA usage is below this fraction of the
-            uniform usage ``n/K`` of a batch of ``n`` vectors (see :class:`~vqkit.quantize.reseed.
-            DeadCodeReseed`). The default threshold of the ``"dead_code"`` policy, and of the
+            uniform usage ``n/K`` of a batch of ``n`` vectors (see ``DeadCodeReseed``).
+            The default threshold of the ``"dead_code"`` policy, and of the
             ``"dead_codes"`` metric (which follows the policy's threshold when it has its own).
         anchor: ``"random"`` or ``"closest"``; the default anchors of ``reseed="cvq"``.
         usage_window: the ``"window_usage"`` metric is the fraction of codes used in the last
@@ -139,7 +139,7 @@ class VectorQuantizer(nn.Module):
 
     Shape:
         - Input: (B, D, *spatial), or (B, *, D) with ``channel_last=True``; any float dtype.
-        - Output: :class:`QuantizerOutput`; ``quantized`` has the input's shape and dtype,
+        - Output: ``QuantizerOutput``; ``quantized`` has the input's shape and dtype,
           ``indices`` is (B, *spatial) int64.
 
     Example:
@@ -148,6 +148,18 @@ class VectorQuantizer(nn.Module):
         >>> out.indices.shape
         torch.Size([8, 16, 16])
     """
+
+    # Buffers (and, with ema=False, the ``embed`` parameter) registered in __init__, typed for
+    # the checker: nn.Module.__getattr__ would otherwise type them ``Tensor | Module``.
+    embed: Tensor
+    cluster_size: Tensor
+    embed_sum: Tensor
+    usage: Tensor
+    steps: Tensor
+    last_used: Tensor
+    initialized: Tensor
+    project_in: nn.Linear | None
+    project_out: nn.Linear | None
 
     def __init__(
         self,
@@ -214,7 +226,9 @@ class VectorQuantizer(nn.Module):
         spec_anchor = reseed.get("anchor", self.anchor) if isinstance(reseed, Mapping) else None
         if self.anchor != "random" and spec_anchor not in (None, self.anchor):
             raise ValueError(
-                f"{name}: anchor={anchor!r} contradicts the reseed spec {dict(reseed)!r}"
+                # spec_anchor is not None only when reseed is a Mapping
+                f"{name}: anchor={anchor!r} contradicts the reseed spec "
+                f"{dict(cast(Mapping[str, Any], reseed))!r}"
             )
         self.usage_window = check_positive_int(name, "usage_window", usage_window)
         self.chunk_size = (
@@ -314,7 +328,7 @@ class VectorQuantizer(nn.Module):
         The replaced codes' usage becomes ``usage`` vectors per step, and in EMA mode their
         cluster size ``usage`` with sum ``vector × usage`` (each in its buffer's own units), so
         the next EMA step moves them like any code of that usage instead of overwriting them.
-        The interface a :class:`~vqkit.quantize.reseed.ReseedPolicy` edits the codebook with.
+        The interface a ``ReseedPolicy`` edits the codebook with.
 
         Shape:
             - mask: (K,) bool; vectors: (K, codebook_dim); usage: scalar or (K,)
@@ -331,7 +345,7 @@ class VectorQuantizer(nn.Module):
     @torch.no_grad()
     def move_codes(self, anchors: Tensor, weight: Tensor) -> None:
         """Move every code toward its anchor, ``e ← e + w·(anchor − e)``, and its EMA sum with
-        it (the cluster sizes are kept). The soft counterpart of :meth:`replace_codes`.
+        it (the cluster sizes are kept). The soft counterpart of ``replace_codes``.
 
         Shape:
             - anchors: (K, codebook_dim); weight: (K, 1) in [0, 1]
@@ -434,7 +448,7 @@ class VectorQuantizer(nn.Module):
                 closest_rows=closest,
                 center=center,
             )
-            indices = search[0] if closest else search  # (N,)
+            indices = search[0] if isinstance(search, tuple) else search  # (N,)
             q = F.embedding(indices, codes)  # (N, Dc); gradient to a learnable codebook
 
             fused = self.gradient == "ste" and torch.is_grad_enabled() and z.requires_grad
@@ -454,7 +468,7 @@ class VectorQuantizer(nn.Module):
                 metrics["codebook"] = codebook_loss.detach()
 
             if self.training:
-                anchors = search[1:] if closest else None
+                anchors = search[1:] if isinstance(search, tuple) else None
                 metrics.update(self._training_update(indices, z.detach(), anchors))
             else:
                 metrics.update(self._eval_metrics(indices))
@@ -491,7 +505,7 @@ class VectorQuantizer(nn.Module):
             for owner, name in _FP32_STATE:
                 module = self if owner is None else getattr(self, owner, None)
                 tensor = None if module is None else getattr(module, name, None)
-                if tensor is None or tensor.dtype == torch.float32:
+                if module is None or tensor is None or tensor.dtype == torch.float32:
                     continue
                 if isinstance(tensor, nn.Parameter):
                     tensor.data = tensor.data.float()

@@ -1,4 +1,4 @@
-"""Training, evaluation and pictures: the :class:`Trainer`, metrics, recipes and run folders."""
+"""Training, evaluation and pictures: the ``Trainer``, metrics, recipes and run folders."""
 
 from vqkit.train.checkpoint import find_latest_checkpoint, load_checkpoint, save_checkpoint
 from vqkit.train.distributed import DistInfo, setup_distributed

@@ -14,11 +14,11 @@ killed at any moment leaves either the previous checkpoints or a complete new on
 one. Loading reads only safetensors and JSON: nothing is unpickled.
 
 ``trainer_state.json`` records the SHA-256 and size of every other file and a SHA-256 of its own
-content, so a bit flip or a truncation anywhere is detected (:func:`verify_checkpoint`);
-:func:`load_latest_checkpoint` then falls back to the newest intact checkpoint with a warning
+content, so a bit flip or a truncation anywhere is detected (``verify_checkpoint``);
+``load_latest_checkpoint`` then falls back to the newest intact checkpoint with a warning
 naming both. Checkpoints are ordered by their number, never by name. A run folder is locked while
-a process trains in it (:func:`run_folder_lock`), and resuming with a different batch size, seed
-or model config is refused (:func:`check_resume`).
+a process trains in it (``run_folder_lock``), and resuming with a different batch size, seed
+or model config is refused (``check_resume``).
 """
 
 from __future__ import annotations
@@ -120,7 +120,8 @@ def flatten_optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict, dic
         ``param_groups`` and the non-tensor per-parameter values.
     """
     state = optimizer.state_dict()
-    tensors, scalars = {}, {}
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {}
     for index, per_param in state["state"].items():
         for key, value in per_param.items():
             if isinstance(value, torch.Tensor):
@@ -133,7 +134,7 @@ def flatten_optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict, dic
 def restore_optimizer_state(
     optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict
 ) -> None:
-    """Inverse of :func:`flatten_optimizer_state`: load the pieces back into ``optimizer``."""
+    """Inverse of ``flatten_optimizer_state``: load the pieces back into ``optimizer``."""
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
         index, key = name.split(".", 1)
@@ -206,8 +207,8 @@ def list_checkpoints(root: str | Path) -> list[Path]:
 def find_latest_checkpoint(root: str | Path) -> Path | None:
     """The newest complete checkpoint folder under ``root`` (None when there is none).
 
-    "Complete" means it has its ``trainer_state.json``; use :func:`verify_checkpoint` (or
-    :func:`load_latest_checkpoint`) to also check every file's checksum.
+    "Complete" means it has its ``trainer_state.json``; use ``verify_checkpoint`` (or
+    ``load_latest_checkpoint``) to also check every file's checksum.
     """
     found = [p for p in list_checkpoints(root) if (p / STATE_NAME).is_file()]
     return found[-1] if found else None
@@ -364,7 +365,7 @@ def load_checkpoint(
         model: receives ``model.safetensors``.
         optimizer: receives the optimizer state (skipped when None).
         restore_rng: also restore the torch, CUDA, numpy and Python RNG states.
-        verify: check every file's checksum first (:func:`verify_checkpoint`), so nothing is
+        verify: check every file's checksum first (``verify_checkpoint``), so nothing is
             loaded from a corrupt checkpoint.
 
     Returns:
@@ -402,7 +403,7 @@ def check_resume(
 ) -> None:
     """Refuse to resume from ``state`` when the run's meaning of a step would change.
 
-    Compares the training settings in :data:`RESUME_KEYS` and the model's constructor
+    Compares the training settings in ``RESUME_KEYS`` and the model's constructor
     arguments with those recorded in the checkpoint (either is skipped when not recorded).
 
     Raises:
@@ -447,20 +448,20 @@ def load_latest_checkpoint(
     """Resume from the newest intact checkpoint under ``root``; None when there is none.
 
     Every candidate is verified before anything is loaded. A corrupt newest checkpoint is
-    skipped with a :class:`RuntimeWarning` naming it and the one used instead.
+    skipped with a ``RuntimeWarning`` naming it and the one used instead.
 
     Args:
         root: the checkpoints folder.
-        model, optimizer, restore_rng: as :func:`load_checkpoint`.
+        model, optimizer, restore_rng: as ``load_checkpoint``.
         config: the current training settings (``TrainConfig.to_dict()``), checked with
-            :func:`check_resume`; None skips the check of settings.
+            ``check_resume``; None skips the check of settings.
 
     Returns:
-        ``(state, best_model)`` as :func:`load_checkpoint`, or None.
+        ``(state, best_model)`` as ``load_checkpoint``, or None.
 
     Raises:
         CorruptCheckpointError: checkpoints exist but none is intact.
-        ResumeMismatchError: see :func:`check_resume`.
+        ResumeMismatchError: see ``check_resume``.
     """
     candidates = [p for p in list_checkpoints(root) if (p / STATE_NAME).exists()]
     corrupt: list[tuple[Path, CorruptCheckpointError]] = []
@@ -534,7 +535,7 @@ def run_folder_lock(out_dir: str | Path | None) -> Iterator[None]:
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows
-        fcntl = None
+        fcntl = None  # type: ignore[assignment]  # no fcntl module: the lock is skipped
 
     def refuse(owner: dict) -> RunFolderInUseError:
         host = f" on {owner['host']}" if owner.get("host") not in (None, me["host"]) else ""

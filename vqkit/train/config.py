@@ -1,9 +1,9 @@
-"""Settings and results of a training run: :class:`TrainConfig`, :class:`TrainResult`."""
+"""Settings and results of a training run: ``TrainConfig``, ``TrainResult``."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from vqkit._checks import check_bool, check_int
 from vqkit.contracts import LossOutput
@@ -42,9 +42,9 @@ class TrainConfig:
         log_every: refresh the bar's loss and perplexity every this many steps.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; None picks CUDA when available.
         num_workers: DataLoader worker processes decoding batches of lazy datasets
-            (:class:`~vqkit.data.ImageFolderDataset`, :class:`~vqkit.data.MemmapArrayDataset`,
+            ([`ImageFolderDataset`][vqkit.data.ImageFolderDataset], ``MemmapArrayDataset``,
             Hugging Face datasets); 0 reads in the training process. In-memory
-            :class:`~vqkit.data.ArrayDataset` batches are always sliced in-process. The data
+            [`ArrayDataset`][vqkit.data.ArrayDataset] batches are always sliced in-process. The data
             order, and so every weight, does not depend on it.
         pin_memory: page-locked batches for faster copies to CUDA (with workers); None turns
             it on exactly when training on CUDA.
@@ -78,7 +78,7 @@ class TrainConfig:
     schedules: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.betas = tuple(self.betas)
+        self.betas = cast(tuple[float, float], tuple(self.betas))  # a list from JSON too
         if self.epochs is None and self.max_steps is None:
             raise ValueError("set epochs, max_steps, or both; with neither training never ends")
         for name in ("epochs", "max_steps", "patience", "checkpoint_every"):
@@ -114,7 +114,7 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """What :meth:`Trainer.fit` returns.
+    """What ``Trainer.fit`` returns.
 
     Attributes:
         history: one record per epoch (the lines of ``metrics.jsonl``).

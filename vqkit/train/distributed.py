@@ -1,6 +1,6 @@
 """torch.distributed glue: start from ``torchrun``'s environment, shard batches, reduce metrics.
 
-A script that builds a :class:`~vqkit.train.Trainer` runs unchanged under
+A script that builds a [`Trainer`][vqkit.train.Trainer] runs unchanged under
 ``torchrun --nproc_per_node N script.py``: the trainer reads ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``,
 starts a process group (NCCL with CUDA, gloo on CPU), wraps the model in
 DistributedDataParallel and gives each process its slice of every global batch.

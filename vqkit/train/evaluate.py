@@ -37,7 +37,8 @@ ELBO), ``model.prior is None`` and ``prior.exact_likelihood``, never by probing 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -110,7 +111,7 @@ def _batches(data: Dataset | torch.Tensor, batch_size: int, device) -> Iterator[
         yield batch.to(device)
 
 
-def _check_family(model: nn.Module) -> str:
+def _check_family(model: Any) -> str:
     family = model.family  # the model contract (vqkit.contracts)
     if family not in ("discrete", "continuous"):
         raise ValueError(
@@ -119,7 +120,7 @@ def _check_family(model: nn.Module) -> str:
     return family
 
 
-def reconstruct(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def reconstruct(model: Any, x: torch.Tensor) -> torch.Tensor:
     """Deterministic reconstruction: the decoded posterior mean for a continuous model
     (``model.reconstruct(x)``), ``model(x).reconstruction`` for a discrete one."""
     if _check_family(model) == "continuous":
@@ -160,7 +161,7 @@ def evaluate_reconstruction(
 
 @torch.no_grad()
 def evaluate_codebook(
-    model: nn.Module, data: Dataset | torch.Tensor, *, batch_size: int = 256
+    model: Any, data: Dataset | torch.Tensor, *, batch_size: int = 256
 ) -> dict[str, float]:
     """Codebook usage, perplexity and dead codes of ``model.encode_indices`` over ``data``
     (per level too for a multi-level model)."""
@@ -219,7 +220,7 @@ def _code_batches(codes, batch_size: int, device) -> Iterator:
 
 @torch.no_grad()
 def evaluate_prior(
-    prior: nn.Module, codes: Dataset | torch.Tensor | tuple, *, batch_size: int = 256
+    prior: Any, codes: Dataset | torch.Tensor | tuple, *, batch_size: int = 256
 ) -> dict[str, float]:
     """Exact NLL of code grids ``(N, h, w)`` under a likelihood prior.
 
@@ -241,13 +242,13 @@ def evaluate_prior(
             count += idx.shape[0]
             dims = idx[0].numel()
     nll = total / count
-    bits = bits_per_latent(nll, dims)
+    bits = bits_per_latent(nll, cast(int, dims))  # set by the first batch (count > 0)
     return {"prior_nll": nll, "bits_per_latent": bits, "prior_bits_per_dim": bits}
 
 
 @torch.no_grad()
 def evaluate_prior_loss(
-    prior: nn.Module, codes: Dataset | torch.Tensor, *, batch_size: int = 256
+    prior: Any, codes: Dataset | torch.Tensor, *, batch_size: int = 256
 ) -> dict[str, float]:
     """The figures of ``prior.loss(codes).losses`` over a whole set, for any prior.
 
@@ -271,7 +272,7 @@ def evaluate_prior_loss(
 
 @torch.no_grad()
 def evaluate_elbo(
-    model: nn.Module,
+    model: Any,
     data: Dataset | torch.Tensor,
     *,
     batch_size: int = 256,
@@ -287,12 +288,13 @@ def evaluate_elbo(
             count += x.shape[0]
             dims = x[0].numel()
     elbo = total / count
+    dims = cast(int, dims)  # set by the first batch (count > 0)
     return {"elbo": elbo, "nelbo_bits_per_dim": -elbo / (dims * math.log(2))}
 
 
 @torch.no_grad()
 def evaluate_sample_quality(
-    model: nn.Module,
+    model: Any,
     data: Dataset | torch.Tensor,
     classifier: nn.Module | None,
     *,
@@ -388,7 +390,7 @@ def evaluate_sample_quality(
 
 
 def evaluate_model(
-    model: nn.Module,
+    model: Any,
     data: Dataset,
     *,
     batch_size: int = 256,
@@ -441,5 +443,5 @@ def evaluate_model(
                 model, data, classifier, num_samples=num_samples, batch_size=batch_size, seed=seed
             )
         )
-    metrics["num_examples"] = len(data)
+    metrics["num_examples"] = len(cast(Sized, data))  # map-style datasets define __len__
     return metrics

@@ -8,7 +8,7 @@ classifier to compute the features with.
   ``tr((Σ₁Σ₂)^½)``), so no complex parts or ill-conditioned Newton iterations appear.
 - KID, the unbiased squared MMD with the cubic polynomial kernel ``(x·y / d + 1)³``, averaged over
   random subsets ("Demystifying MMD GANs", Bińkowski et al. 2018, arXiv:1801.01401).
-- :class:`DatasetClassifier`: a small CNN trained on the dataset itself (seconds on a CPU,
+- ``DatasetClassifier``: a small CNN trained on the dataset itself (seconds on a CPU,
   deterministic for a seed), whose penultimate features give a *dataset* Fréchet distance. It is
   not FID: FID means Inception-v3 features of ImageNet-trained weights, which vqkit does not
   build (it would need torchvision's Inception-v3 and the published FID weights); figures from
@@ -233,7 +233,7 @@ class DatasetClassifier(nn.Module):
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> DatasetClassifier:
-        """Load a classifier written by :meth:`save`, in eval mode (strict)."""
+        """Load a classifier written by ``save``, in eval mode (strict)."""
         from safetensors import safe_open
         from safetensors.torch import load_file
 
@@ -260,7 +260,7 @@ def train_dataset_classifier(
     lr: float = 2e-3,
     seed: int = 0,
 ) -> DatasetClassifier:
-    """Train a :class:`DatasetClassifier` with Adam; deterministic for a seed on one device.
+    """Train a ``DatasetClassifier`` with Adam; deterministic for a seed on one device.
 
     The global random state is left untouched (the run's own seed is used in a forked state).
 

@@ -91,7 +91,7 @@ def labelled(
     """``image`` with a title bar above it and a label left of each row (Pillow's default font).
 
     Args:
-        image: a Pillow image (a grid from :func:`image_grid`).
+        image: a Pillow image (a grid from ``image_grid``).
         title: drawn above the image; "" for none.
         row_labels: one label per row of tiles, from the top; () for none.
         row_height: pixel height of one row (default: the image height / number of labels).
@@ -122,7 +122,7 @@ def code_legend(codes: Sequence[int], codebook_size: int, *, width: int, columns
 
     Args:
         codes: code indices to show (e.g. the most frequent ones of a picture).
-        codebook_size: K, which fixes the palette (the colours of :func:`palette_colours`).
+        codebook_size: K, which fixes the palette (the colours of ``palette_colours``).
         width: the strip's width in pixels.
         columns: swatches per row.
     """

@@ -15,6 +15,7 @@ model's likelihood is over: the ``h · w`` latent positions for a prior over VQ 
 from __future__ import annotations
 
 import math
+from typing import overload
 
 import torch
 import torch.nn.functional as F
@@ -178,6 +179,10 @@ def bits_per_dim(nll_nats: torch.Tensor | float, num_dims: int) -> torch.Tensor 
     return nll_nats / (num_dims * math.log(2))
 
 
+@overload
+def bits_per_latent(nll_nats: torch.Tensor, positions: int) -> torch.Tensor: ...
+@overload
+def bits_per_latent(nll_nats: float, positions: int) -> float: ...
 def bits_per_latent(nll_nats: torch.Tensor | float, positions: int) -> torch.Tensor | float:
     """Bits per latent position: ``NLL_nats / (positions · ln 2)``.
 

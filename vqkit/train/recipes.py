@@ -18,9 +18,10 @@ A run folder holds::
 from __future__ import annotations
 
 import json
+from collections.abc import Sized
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -65,17 +66,17 @@ class RunResult:
 
     out_dir: Path
     model: nn.Module
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
     pictures: dict[str, Path] = field(default_factory=dict)
     model_dir: Path | None = None
 
 
-def prior_objective(prior: nn.Module, codes: torch.Tensor) -> LossOutput:
+def prior_objective(prior: Any, codes: torch.Tensor) -> LossOutput:
     """The prior stage's objective on a batch of codes: the prior's own ``loss`` (its contract,
-    :class:`vqkit.contracts.Prior`).
+    [`vqkit.contracts.Prior`][vqkit.contracts.Prior]).
 
     For a likelihood prior that is the NLL in nats per latent position with ``"nll"`` and
-    ``"bits_per_latent"`` among its terms (:func:`vqkit.contracts.likelihood_loss`); priors
+    ``"bits_per_latent"`` among its terms (``vqkit.contracts.likelihood_loss``); priors
     without an exact likelihood (MaskGIT) train on their own objective in the same stage.
 
     Shape:
@@ -118,13 +119,13 @@ def load_run_model(run: str | Path, *, device: str | None = None) -> nn.Module:
         raise ValueError(f"{config_file} is not a run's config.json: it names no model class")
     if not (run / "model").is_dir():
         raise FileNotFoundError(f"{str(run)!r} has no trained model yet (no model/ folder)")
-    model = get("model", name).from_pretrained(str(run / "model"))
+    model = cast(Any, get("model", name)).from_pretrained(str(run / "model"))
     return model.to(device or "cpu").eval()
 
 
 @torch.no_grad()
 def encode_dataset(
-    model: nn.Module, data: Dataset, batch_size: int = 256, *, latents: bool = False
+    model: Any, data: Dataset, batch_size: int = 256, *, latents: bool = False
 ) -> Dataset:
     """Code grids ``(N, h, w)`` of the frozen discrete model for every image of ``data``
     (a tuple of grids per image for a multi-level model such as VQ-VAE-2); with
@@ -133,10 +134,10 @@ def encode_dataset(
     A multi-level model (``encode_indices`` returns a tuple of grids, VQ-VAE-2) gives a
     ``TensorDataset`` whose items are tuples of grids, one per level.
 
-    ``data`` is any map-style dataset of images: an :class:`~vqkit.data.ArrayDataset` or one read
-    on access (:class:`~vqkit.data.ImageFolderDataset`, :class:`~vqkit.data.MemmapArrayDataset`,
-    :class:`~vqkit.data.HFImageDataset`), read in order by
-    :func:`vqkit.data.loader.sequential_batches`.
+    ``data`` is any map-style dataset of images: an ``ArrayDataset`` or one read
+    on access ([`ImageFolderDataset`][vqkit.data.ImageFolderDataset], ``MemmapArrayDataset``,
+    [`HFImageDataset`][vqkit.data.HFImageDataset]), read in order by
+    ``vqkit.data.loader.sequential_batches``.
     """
     device = next(model.parameters()).device
     was_training = model.training
@@ -160,7 +161,7 @@ def _name(data: Dataset) -> str:
 
 def _head(data: Dataset, n: int) -> torch.Tensor:
     """The first ``min(n, len(data))`` samples of any map-style dataset, as one tensor."""
-    return fetch(data, torch.arange(min(n, len(data))))
+    return fetch(data, torch.arange(min(n, len(cast(Sized, data)))))
 
 
 #: The run folder's cached feature extractor of the sample-quality figures.
@@ -170,7 +171,7 @@ _CLASSIFIER_IMAGES = 20000
 
 
 def run_classifier(run: str | Path, train: Dataset, *, seed: int = 0):
-    """The run's :class:`~vqkit.train.frechet.DatasetClassifier`, trained once and cached.
+    """The run's ``DatasetClassifier``, trained once and cached.
 
     Loaded from ``run/dataset_classifier.safetensors`` when it is there; otherwise trained on
     (the first 20,000 images of) the training split ``train`` with its labels and saved there
@@ -181,7 +182,7 @@ def run_classifier(run: str | Path, train: Dataset, *, seed: int = 0):
 
     labels = getattr(train, "labels", None)
     shape = tuple(getattr(train, "sample_shape", ()))
-    if labels is None or len(shape) != 3 or min(shape[1:]) < 2 or len(train) < 2:
+    if labels is None or len(shape) != 3 or min(shape[1:]) < 2 or len(cast(Sized, train)) < 2:
         return None
     labels = labels[:_CLASSIFIER_IMAGES].long()
     if int(labels.max()) < 1 or int(labels.min()) < 0:
@@ -242,7 +243,7 @@ def _pairs(x: torch.Tensor, x_hat: torch.Tensor, per_row: int = 8) -> torch.Tens
 
 @torch.no_grad()
 def write_pictures(
-    model: nn.Module,
+    model: Any,
     data: Dataset,
     out_dir: Path,
     *,
@@ -252,14 +253,14 @@ def write_pictures(
 ) -> dict[str, Path]:
     """Write the PNGs that apply to ``model`` into ``out_dir``; returns ``{name: path}``.
 
-    What is drawn follows the model's declared contract (:mod:`vqkit.contracts`): every model
+    What is drawn follows the model's declared contract (``vqkit.contracts``): every model
     gets reconstructions (images) or a data-against-samples scatter (2-D points); a discrete
     model gets latent index maps, interpolations through its codes, and samples only when it
     has a prior; a continuous model gets samples and latent interpolations. Works for any
     number of images in ``data`` (at least one).
     """
     out_dir = Path(out_dir)
-    if len(data) == 0:
+    if len(cast(Sized, data)) == 0:
         raise ValueError(f"write_pictures needs at least one sample, {_name(data)} is empty")
     device = next(model.parameters()).device
     was_training = model.training
@@ -272,7 +273,7 @@ def write_pictures(
     # tuple of grids, which the interpolation and latent-map pictures do not draw (yet).
     one_grid = not (discrete and isinstance(model.codebook_size, tuple))
     if x.ndim == 2:  # 2-D points: data against samples
-        n = min(len(data), 2000)
+        n = min(len(cast(Sized, data)), 2000)
         series = {"data": _head(data, n).cpu()}
         if not discrete:
             # Points are drawn with the decoder's noise: its means alone lie on a curve.
@@ -319,7 +320,7 @@ def write_pictures(
     return pictures
 
 
-def _interpolations(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor, steps: int):
+def _interpolations(model: Any, x1: torch.Tensor, x2: torch.Tensor, steps: int):
     """``(B, steps, C, H, W)``: decodes along the line between two encodings."""
     if model.family == "continuous":
         return model.interpolate(x1, x2, steps=steps)
@@ -332,7 +333,7 @@ def _interpolations(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor, steps:
     return model.decoder(quantized).view(b, steps, *x1.shape[1:])
 
 
-def _latent_maps(model: nn.Module, x: torch.Tensor):
+def _latent_maps(model: Any, x: torch.Tensor):
     """Images (top rows) above their code index maps (bottom rows), each map stretched to the
     size of its image so that every tile lines up with the image it encodes."""
     from PIL import Image
@@ -365,7 +366,7 @@ def _latent_maps(model: nn.Module, x: torch.Tensor):
 
 
 def _save_run_files(
-    model: nn.Module,
+    model: Any,
     eval_data: Dataset,
     out_dir: Path,
     config: dict,
@@ -378,7 +379,7 @@ def _save_run_files(
     model_dir = out_dir / "model"
     model.save_pretrained(str(model_dir))
     classifier = run_classifier(out_dir, train, seed=seed) if train is not None else None
-    metrics = evaluate_model(model, eval_data, seed=seed, classifier=classifier)
+    metrics: dict[str, Any] = evaluate_model(model, eval_data, seed=seed, classifier=classifier)
     for key in SAMPLE_QUALITY_KEYS:  # the same keys for every model
         metrics.setdefault(key, None)
     metrics["eval_split"] = _name(eval_data)
@@ -391,7 +392,7 @@ def _save_run_files(
 
 
 def train_vqvae_run(
-    model: nn.Module,
+    model: Any,
     train: ArrayDataset,
     val: ArrayDataset | None,
     out_dir: str | Path,
@@ -408,7 +409,7 @@ def train_vqvae_run(
     process evaluates, draws and saves.
 
     Args:
-        model: a model of family ``"discrete"`` (a :class:`~vqkit.VQVAE`), with a ``prior``
+        model: a model of family ``"discrete"`` (a [`VQVAE`][vqkit.VQVAE]), with a ``prior``
             for stage 2 (over codes, or a ``"continuous"`` one over the pre-quantisation
             latents) or ``prior=None``.
         train, val: training and validation images.
@@ -476,7 +477,7 @@ def train_vae_run(
     test: ArrayDataset | None = None,
     run_config: dict | None = None,
 ) -> RunResult:
-    """Train a VAE, β-VAE or VLAE (any :class:`~vqkit.vae.base.VAEBase`) into ``out_dir``.
+    """Train a VAE, β-VAE or VLAE (any ``VAEBase``) into ``out_dir``.
 
     A capacity-controlled loss advances its capacity once per training forward on its own
     (``CapacityKL(auto_step=True)``); validation runs in eval mode under ``no_grad``, which

@@ -1,4 +1,4 @@
-"""Runs as data: a :class:`RunSpec` says everything a training run needs; :func:`train_run` runs it.
+"""Runs as data: a ``RunSpec`` says everything a training run needs; ``train_run`` runs it.
 
 A run is the two-stage recipe of *Neural Discrete Representation Learning* (van den Oord et al.,
 arXiv:1711.00937, §3.2: the VQ-VAE, then a prior fitted to its frozen codes) or the one stage of
@@ -57,7 +57,7 @@ __all__ = [
     "train_run",
 ]
 
-#: Layout version of the ``config.json`` :meth:`RunSpec.to_dict` writes (0.1.0 wrote none: 1).
+#: Layout version of the ``config.json`` ``RunSpec.to_dict`` writes (0.1.0 wrote none: 1).
 SPEC_VERSION = 2
 _OWNER = "RunSpec"
 #: TrainConfig fields that place a run without changing its results (a resume may change them;
@@ -76,7 +76,7 @@ class DataSpec:
     """Where a run's data comes from and how it is split.
 
     Args:
-        spec: a :func:`vqkit.data.load_dataset` spec: ``"digits"``, ``"fashion-mnist[:FOLDER]"``,
+        spec: a ``vqkit.data.load_dataset`` spec: ``"digits"``, ``"fashion-mnist[:FOLDER]"``,
             ``"mnist:FOLDER"``, ``"toy:NAME"``, a folder of images, a ``.npy``/``.npz`` or IDX file.
         image_size: ``[H, W]`` to resize images to (image folders are decoded at that size;
             tensors from other sources are resized, bilinear with antialiasing); None keeps it.
@@ -145,7 +145,7 @@ class RunSpec:
     """Everything a training run needs; what the run folder's ``config.json`` stores.
 
     Args:
-        data: the :class:`DataSpec`.
+        data: the ``DataSpec``.
         model: a preset (``"vqvae-digits"``) or a registered model class (``"vqvae"``,
             ``"vae"``, ``"image_vae"``, ``"beta_vae"``, ``"vlae"``).
         model_config: constructor arguments merged into the preset (or given to the class).
@@ -183,7 +183,7 @@ class RunSpec:
             raise TypeError(f"{_OWNER}: seed must be an integer, got {self.seed!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object :meth:`from_dict` reads back (placement fields included)."""
+        """The JSON object ``from_dict`` reads back (placement fields included)."""
         return {
             "spec_version": SPEC_VERSION,
             "data": asdict(self.data),
@@ -195,7 +195,7 @@ class RunSpec:
 
     @classmethod
     def from_dict(cls, record: Any) -> RunSpec:
-        """A spec from :meth:`to_dict`'s output or from a run folder's ``config.json``.
+        """A spec from ``to_dict``'s output or from a run folder's ``config.json``.
 
         A run folder's file (this version's or 0.1.0's) names the model's registered class and
         its resolved constructor arguments; the spec then builds exactly that model.
@@ -261,7 +261,7 @@ class RunSpec:
         ):
             if value is not None:
                 changes[name] = value
-        data_changes = {
+        data_changes: dict[str, Any] = {
             name: value for name, value in (("lazy", lazy), ("cache", cache)) if value is not None
         }
         if not changes and not data_changes:
@@ -344,8 +344,9 @@ def load_run_data(
             f"image_size resizes data held in memory; {spec!r} with lazy=True is read as "
             "stored (drop lazy, or resize the files)"
         )
-    train_all = load_dataset(spec, split="train", seed=data.seed, **options)
-    test = None
+    # an ArrayDataset, or a lazy dataset with the same interface (name, len, subset, split)
+    train_all: Any = load_dataset(spec, split="train", seed=data.seed, **options)
+    test: Any = None
     if spec.startswith(("fashion-mnist", "mnist")):
         test = load_dataset(spec, split="test", **({"lazy": True} if data.lazy else {}))
         test.name = f"{test.name}-test"
@@ -367,7 +368,7 @@ def _family(name: str) -> str:
 
     if any(name in table for table in (PRESETS, GAN_PRESETS, DVAE_PRESETS, VQVAE2_PRESETS)):
         return "discrete"
-    cls = get("model", name)
+    cls: Any = get("model", name)  # a registered model class
     problems = contract_problems("model", cls)
     if problems or cls.family not in ("discrete", "continuous"):
         raise ValueError(
@@ -450,7 +451,7 @@ def build_run_model(spec: RunSpec, sample_shape: tuple[int, ...]) -> nn.Module:
 
 # ---- the run ------------------------------------------------------------------------------------
 def read_run_spec(run: str | Path) -> RunSpec:
-    """The :class:`RunSpec` of a run folder (its ``config.json``, this version's or 0.1.0's)."""
+    """The ``RunSpec`` of a run folder (its ``config.json``, this version's or 0.1.0's)."""
     run = Path(run)
     file = run / "config.json" if run.is_dir() else run
     if not file.is_file():
@@ -528,8 +529,8 @@ def train_run(spec: RunSpec, out_dir: str | Path, *, command: str | None = None)
 
     Writes ``config.json`` (the resolved spec, before training starts, so that an interrupted
     run can be resumed or replayed), then trains the first stage and, for a discrete model with
-    a prior, the prior on the frozen codes (:func:`~vqkit.train.train_vqvae_run`), or the VAE
-    (:func:`~vqkit.train.train_vae_run`). Calling it again on the same folder resumes each stage
+    a prior, the prior on the frozen codes (``train_vqvae_run``), or the VAE
+    (``train_vae_run``). Calling it again on the same folder resumes each stage
     from its newest checkpoint; a folder holding a *different* run is refused.
 
     Args:
@@ -538,7 +539,7 @@ def train_run(spec: RunSpec, out_dir: str | Path, *, command: str | None = None)
         command: the command line that started the run, recorded in ``config.json``.
 
     Returns:
-        The :class:`~vqkit.train.RunResult` (model, metrics, pictures, paths).
+        The ``RunResult`` (model, metrics, pictures, paths).
 
     Raises:
         ValueError: bad settings, data the model cannot take, a prior without ``prior_train``

@@ -6,7 +6,7 @@ optional ``quantizer`` output whose ``perplexity`` is shown live. Everything els
 over codes, VAEs) plugs in through that contract.
 
 A VQ-GAN (a model with ``generator_loss``, ``discriminator_loss`` and ``build_discriminator``,
-i.e. :class:`vqkit.models.VQGAN`) trained with the default objective is trained adversarially, as
+i.e. ``vqkit.models.VQGAN``) trained with the default objective is trained adversarially, as
 in *Taming Transformers for High-Resolution Image Synthesis* (Esser et al. 2021,
 arXiv:2012.09841; taming's ``VQModel.training_step``): every step is a generator update followed,
 from ``disc_start`` on, by a discriminator update. The two updates have their own Adam parameter
@@ -20,13 +20,13 @@ generator only.
 What it does: Adam/AdamW, a number of epochs or of optimizer steps, validation after each epoch
 with early stopping, gradient clipping, optional bf16 autocast, a tqdm bar with the loss and the
 codebook perplexity, one JSON line of metrics per epoch (``metrics.jsonl``), atomic checkpoints
-(see :mod:`vqkit.train.checkpoint`) from which a killed run resumes and reproduces the
+(see ``vqkit.train.checkpoint``) from which a killed run resumes and reproduces the
 uninterrupted run's weights exactly, and DistributedDataParallel when started by ``torchrun``.
 
 Determinism: the model's random draws use the global torch RNG, seeded with ``seed`` when training
 starts and saved in every checkpoint; the data order of epoch ``e`` is a permutation drawn from a
 private generator seeded with ``(seed, e)``. Lazy datasets are decoded by ``num_workers``
-DataLoader workers that are handed that order batch by batch (see :mod:`vqkit.data.loader`), so
+DataLoader workers that are handed that order batch by batch (see ``vqkit.data.loader``), so
 neither the order nor the weights depend on the number of workers.
 """
 
@@ -35,10 +35,10 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -68,6 +68,8 @@ def default_objective(model: nn.Module, batch: Any) -> Any:
 
 def _logs_of(output: Any) -> dict[str, torch.Tensor]:
     """Detached scalar terms of a model output: its ``losses``, ``loss`` and ``perplexity``."""
+    loss: Any  # checked below
+    losses: dict[str, Any]
     if isinstance(output, torch.Tensor):
         loss, losses, quantizer = output, {}, None
     else:
@@ -95,7 +97,7 @@ def is_gan_model(model: nn.Module) -> bool:
     """Whether ``model`` is trained adversarially by the default objective (a ``VQGAN``): what the
     discrete-model contract's ``adversarial`` declares (``vqkit.contracts.DiscreteModel``)."""
     # Any nn.Module can be trained; only registered discrete models declare a family.
-    return getattr(model, "family", None) == "discrete" and model.adversarial
+    return getattr(model, "family", None) == "discrete" and cast(bool, model.adversarial)
 
 
 class _GANModules(nn.Module):
@@ -140,9 +142,9 @@ class Trainer:
 
     Args:
         model: the module to train (its parameters with ``requires_grad`` are optimized).
-        train_data: an :class:`~vqkit.data.ArrayDataset` or any map-style dataset.
+        train_data: an [`ArrayDataset`][vqkit.data.ArrayDataset] or any map-style dataset.
         val_data: optional validation data; evaluated after every epoch.
-        config: a :class:`TrainConfig`; keyword ``overrides`` replace its fields.
+        config: a ``TrainConfig``; keyword ``overrides`` replace its fields.
         objective: ``objective(model, batch)`` returning the output contract (``loss``,
             ``losses``); defaults to ``model(batch)``.
         out_dir: run folder for ``metrics.jsonl`` and ``checkpoints/``; None keeps nothing on
@@ -199,7 +201,7 @@ class Trainer:
                 f"unknown training option(s) {unknown}; TrainConfig has {sorted(known)}"
             )
         self.config = replace(config or TrainConfig(), **overrides)
-        if len(train_data) == 0:
+        if len(cast(Sized, train_data)) == 0:  # map-style datasets define __len__
             raise ValueError("train_data is empty")
         if self.config.patience is not None and val_data is None:
             raise ValueError("patience (early stopping) needs val_data")
@@ -228,7 +230,7 @@ class Trainer:
             if isinstance(gan_betas, (tuple, list))
             else True,
         }
-        self.discriminator = None
+        self.discriminator: nn.Module | None = None
         self.perceptual = perceptual
         if not self.gan:
             if any(given.values()):
@@ -256,9 +258,12 @@ class Trainer:
             )
         if not isinstance(gan_betas, (tuple, list)) or len(gan_betas) != 2:
             raise ValueError(f"{owner}: gan_betas must be a pair (beta1, beta2), got {gan_betas!r}")
-        self.gan_betas = tuple(
-            check_number(owner, "gan_betas", b, low=0.0, high=1.0, high_open=True)
-            for b in gan_betas
+        self.gan_betas = cast(  # a pair: len(gan_betas) == 2, checked above
+            tuple[float, float],
+            tuple(
+                check_number(owner, "gan_betas", b, low=0.0, high=1.0, high_open=True)
+                for b in gan_betas
+            ),
         )
         if tuple(self.config.betas) != TrainConfig().betas:
             raise ValueError(
@@ -307,13 +312,13 @@ class Trainer:
             if disc is None:  # its own seed: the global RNG stream stays the VQ-VAE's
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(cfg.seed + 1)
-                    disc = self.model.build_discriminator()
+                    disc = cast(Any, self.model).build_discriminator()  # a VQGAN here
             self.discriminator = disc.to(device)
             if isinstance(self.perceptual, nn.Module):
                 self.perceptual.to(device)
-            self._saved = _GANModules(self.model, self.discriminator)
+            self._saved = _GANModules(self.model, disc)  # disc is self.discriminator
             self.optimizer = self._make_optimizer(
-                [{"params": params}, {"params": list(self.discriminator.parameters())}]
+                [{"params": params}, {"params": list(disc.parameters())}]
             )
             self._lr_scales = [1.0, self.disc_lr / self.config.lr]
         else:
@@ -321,10 +326,12 @@ class Trainer:
         self._wrapped = _ObjectiveModule(self.model, self.objective)
         runner: nn.Module = self._wrapped
         if dist_info.distributed:
-            ddp_kwargs = {"device_ids": [device.index]} if device.type == "cuda" else {}
+            ddp_kwargs: dict[str, Any] = (
+                {"device_ids": [device.index]} if device.type == "cuda" else {}
+            )
             runner = nn.parallel.DistributedDataParallel(self._wrapped, **ddp_kwargs)
 
-        n = len(self.train_data)
+        n = len(cast(Sized, self.train_data))
         world = dist_info.world_size
         batch = min(cfg.batch_size, n) // world * world
         if batch == 0:
@@ -423,7 +430,7 @@ class Trainer:
         wrapped = getattr(self, "_wrapped", None) or _ObjectiveModule(self.model, self.objective)
         was_training = self.model.training
         self.model.eval()
-        indices = torch.arange(len(data))[dist_info.rank :: dist_info.world_size]
+        indices = torch.arange(len(cast(Sized, data)))[dist_info.rank :: dist_info.world_size]
         sums: dict[str, torch.Tensor] = {}
         count = torch.zeros((), dtype=torch.float64, device=device)
         chunks = [c for c in torch.split(indices, self.config.batch_size) if len(c)]
@@ -499,7 +506,9 @@ class Trainer:
     def _gan_step(self, batch: Any) -> dict[str, torch.Tensor]:
         """Generator update, then (from ``disc_start`` on) discriminator update."""
         cfg = self.config
-        model, disc, step = self.model, self.discriminator, self.step
+        model: Any = self.model  # a VQGAN: the adversarial discrete-model contract
+        disc = cast(nn.Module, self.discriminator)  # built by fit() for a GAN model
+        step = self.step
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         disc.train()
         generator_group, disc_group = self.optimizer.param_groups
@@ -563,7 +572,7 @@ class Trainer:
                 state["best"] = dict(record)
                 state["bad_epochs"] = 0
                 if cfg.restore_best:
-                    self._best_weights = {
+                    self._best_weights: dict[str, Any] | None = {
                         k: v.detach().to("cpu").clone() for k, v in self.model.state_dict().items()
                     }
             else:
@@ -609,7 +618,7 @@ class Trainer:
         found = None
         if self.resume:  # the newest intact checkpoint, refused if the settings changed
             found = load_latest_checkpoint(
-                self.checkpoint_dir,
+                cast(Path, self.checkpoint_dir),  # out_dir is set (checked above)
                 model=self._saved,
                 optimizer=self.optimizer,
                 config=cfg.to_dict(),
@@ -639,7 +648,7 @@ class Trainer:
         state["elapsed"] = time.perf_counter() - start_time
         if self.dist.is_main:
             save_checkpoint(
-                self.checkpoint_dir,
+                cast(Path, self.checkpoint_dir),  # out_dir is set (checked above)
                 self._save_index,
                 model=self._saved,
                 optimizer=self.optimizer,
