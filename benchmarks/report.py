@@ -1,11 +1,20 @@
 """Turn pytest-benchmark JSON into ``docs/benchmarks.md`` and a PNG plot.
 
+    python benchmarks/report.py --run [--bench-size full] [--json benchmarks/results/full.json]
     python benchmarks/report.py out.json [more.json ...] \
         [--out docs/benchmarks.md] [--plot docs/img/benchmarks.png]
 
-Each JSON file is one run (``pytest benchmarks --benchmark --benchmark-json=out.json``). The page
-has a section on the machine of each run, a summary of the ratios, and one table per benchmark
-group: median time, IQR, rounds, throughput and peak memory (from ``extra_info``).
+``--run`` is the one command that regenerates the page: it runs the whole suite once
+(``python -m pytest benchmarks --benchmark --benchmark-json=JSON``), adds the wall time of that
+run to the JSON, and renders the page from that file alone. The page is only written when every
+benchmark passed. Otherwise each JSON file is one run given on the command line. The page has a
+section on the machine of each run (CPU, threads, packages, commit, the load average at the start
+and end of the run and the highest seen by any benchmark), a summary of the ratios, and one table
+per benchmark group: median time, IQR, rounds, throughput and peak memory (from ``extra_info``).
+
+One case gives one row: two rows with the same group, device, case and implementation (the same
+benchmark in two JSON files, say a full run and a rerun of one case) are refused with both
+sources named, so a page never shows two conflicting figures for one case.
 
 Ratios are taken only inside one run, between rows of the same group, device and case (the
 parameters other than the implementation): ``vqkit`` against every other implementation, ``fast``
@@ -18,7 +27,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,6 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "docs" / "benchmarks.md"
 DEFAULT_PLOT = ROOT / "docs" / "img" / "benchmarks.png"
+DEFAULT_RUN_JSON = ROOT / "benchmarks" / "results" / "full.json"
 
 # Subject implementation -> the implementation it is compared with ("*": every other one).
 DEFAULT_BASELINES = {"vqkit": "*", "fast": "naive"}
@@ -184,6 +196,23 @@ def load_runs(paths: list[Path]) -> tuple[list[Run], list[Row]]:
     return runs, rows
 
 
+def duplicate_rows(rows: list[Row]) -> list[str]:
+    """One message per case measured more than once (same group, device, case and
+    implementation, in one or several runs); empty when every case has one row."""
+    seen: dict[tuple, list[Row]] = defaultdict(list)
+    for row in rows:
+        seen[(row.group, row.device, row.case, row.impl)].append(row)
+    problems = []
+    for (group, device, _, impl), same in seen.items():
+        if len(same) < 2:
+            continue
+        where = ", ".join(f"{r.name} in {r.run.path.name}" for r in same)
+        problems.append(
+            f"{group} / {same[0].case_label} / {impl} on {device} has {len(same)} rows ({where})"
+        )
+    return problems
+
+
 def compare(rows: list[Row]) -> list[Comparison]:
     """Pair rows of the same run, group, device and case by implementation (see module doc)."""
     by_key: dict[tuple, list[Row]] = defaultdict(list)
@@ -269,6 +298,13 @@ def _load_cell(run: Run, rows: list[Row]) -> str:
     )
 
 
+def _run_time(run: Run) -> str:
+    seconds = run.machine.get("run_seconds")
+    if not isinstance(seconds, (int, float)):
+        return "-"
+    return f"{seconds / 60:.1f} min (`{run.machine.get('run_command', 'pytest benchmarks')}`)"
+
+
 def machine_section(run: Run, rows: list[Row]) -> list[str]:
     m = run.machine
     cpu = m.get("cpu_model") or (m.get("cpu") or {}).get("brand_raw") or m.get("processor") or "?"
@@ -314,6 +350,7 @@ def machine_section(run: Run, rows: list[Row]) -> list[str]:
         ],
         ["Packages", packages or "-"],
         ["Load average (1 min)", _load_cell(run, rows)],
+        ["Run time", _run_time(run)],
         ["Size preset", f"--bench-size={m.get('bench_size', '?')}"],
         ["Commit", commit],
         ["JSON", f"`{run.path.name}` (pytest-benchmark {run.version})"],
@@ -496,27 +533,119 @@ def plot_rows(rows: list[Row], path: Path) -> None:
 # CLI
 
 
+def run_suite(json_path: Path, bench_size: str, extra: list[str], suite: Path) -> int:
+    """One uninterrupted run of the benchmark suite into ``json_path``; pytest's exit code.
+
+    The wall time and the command are added to the JSON's ``machine_info`` (``run_seconds``,
+    ``run_command``), next to the load average the suite's conftest records at start and end.
+    """
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = json_path.with_name(json_path.name + ".partial")
+    partial.unlink(missing_ok=True)
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(suite),
+        "--benchmark",
+        f"--bench-size={bench_size}",
+        f"--benchmark-json={partial}",
+        "-p",
+        "no:cacheprovider",
+        *extra,
+    ]
+    shown = " ".join(["python", *command[1:]]).replace(str(partial), str(json_path))
+    print(f"running: {shown}", file=sys.stderr)
+    start = time.perf_counter()
+    code = subprocess.call(command, cwd=suite.parent)
+    seconds = time.perf_counter() - start
+    if not partial.is_file():
+        return code or 1
+    data = json.loads(partial.read_text(encoding="utf-8"))
+    data["machine_info"]["run_seconds"] = round(seconds, 1)
+    data["machine_info"]["run_command"] = (
+        f"python benchmarks/report.py --run --bench-size={bench_size}"
+    )
+    partial.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    os.replace(partial, json_path)
+    print(f"benchmark run took {seconds / 60:.1f} min; JSON in {json_path}", file=sys.stderr)
+    return code
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("json", nargs="+", type=Path, help="pytest-benchmark JSON file(s)")
+    parser.add_argument("json", nargs="*", type=Path, help="pytest-benchmark JSON file(s)")
+    parser.add_argument(
+        "--run",
+        action="store_true",
+        help="run the whole suite once first (into --json) and render the page from that run",
+    )
+    parser.add_argument(
+        "--json",
+        dest="run_json",
+        type=Path,
+        default=DEFAULT_RUN_JSON,
+        help="with --run: the JSON to write",
+    )
+    parser.add_argument(
+        "--bench-size", default="full", choices=("small", "full"), help="with --run"
+    )
+    parser.add_argument(
+        "--suite", type=Path, default=ROOT / "benchmarks", help="with --run: the suite folder"
+    )
+    parser.add_argument(
+        "--pytest-arg",
+        action="append",
+        default=[],
+        help="with --run: one more argument for pytest (repeatable)",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="markdown page to write")
     parser.add_argument(
         "--plot", type=Path, default=DEFAULT_PLOT, help="PNG to write ('' for no plot)"
     )
     args = parser.parse_args(argv)
+    if args.run and args.json:
+        parser.error("--run renders its own run only; give no JSON files with it")
+    if not args.run and not args.json:
+        parser.error("give pytest-benchmark JSON file(s), or --run to run the suite first")
+    paths = args.json
+    if args.run:
+        code = run_suite(args.run_json, args.bench_size, args.pytest_arg, args.suite.resolve())
+        if code != 0:
+            print(
+                f"error: the benchmark run failed (pytest exit code {code}); "
+                f"{args.out} was not changed",
+                file=sys.stderr,
+            )
+            return 1
+        paths = [args.run_json]
 
-    runs, rows = load_runs(args.json)
+    try:
+        runs, rows = load_runs(paths)
+    except (OSError, ValueError) as exc:
+        parser.error(str(exc))
     if not rows:
         parser.error(
             "the JSON holds no timed benchmarks (was it written with --benchmark-disable?)"
+        )
+    problems = duplicate_rows(rows)
+    if problems:
+        parser.error(
+            "one case must give one row; measured more than once:\n  " + "\n  ".join(problems)
         )
     comparisons = compare(rows)
     plot_link = None
     if str(args.plot) not in ("", "."):
         plot_rows(rows, args.plot)
         plot_link = Path(os.path.relpath(args.plot.resolve(), args.out.resolve().parent)).as_posix()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render_markdown(runs, rows, comparisons, plot_link), encoding="utf-8")
+    _write_atomically(args.out, render_markdown(runs, rows, comparisons, plot_link))
     print(f"wrote {args.out} ({len(rows)} benchmarks, {len(comparisons)} ratios)", file=sys.stderr)
     if plot_link:
         print(f"wrote {args.plot}", file=sys.stderr)

@@ -299,3 +299,111 @@ def test_benchmark_json_has_timer_device_memory_and_machine(tiny_project):
     for key in ("torch", "cuda", "device_name", "cpu_model", "cudnn_benchmark"):
         assert key in machine
     assert "float32_matmul_precision" in machine
+
+
+# ----------------------------------------------------------------------------------------------
+# One case, one row; the one-command regeneration (issue 19)
+
+
+def _write(tmp_path, name, benchmarks, **machine):
+    data = _run_json(benchmarks)
+    data["machine_info"].update(machine)
+    path = tmp_path / name
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+def test_one_case_in_two_runs_is_refused_with_both_sources_named(tmp_path, capsys):
+    case = {"side": 32, "batch": 16, "sampler": "fast"}
+    full = _write(tmp_path, "full.json", [_bench("sample", "fast", 0.1, case)])
+    rerun = _write(tmp_path, "rerun.json", [_bench("sample", "fast", 0.4, case)])
+    out = tmp_path / "page.md"
+    with pytest.raises(SystemExit) as exc:
+        report.main([str(full), str(rerun), "--out", str(out), "--plot", ""])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "one case must give one row" in err
+    assert "sample / side=32, batch=16 / fast on cpu has 2 rows" in err
+    assert "full.json" in err
+    assert "rerun.json" in err
+    assert not out.exists()  # nothing written
+
+
+def test_duplicate_rows_lists_only_repeated_cases(tmp_path):
+    same = {"n": 1, "impl": "vqkit"}
+    path = _write(
+        tmp_path,
+        "run.json",
+        [
+            _bench("g", "vqkit", 1.0, same),
+            _bench("g", "vqkit", 2.0, same),  # the same case twice in one file
+            _bench("g", "vqp", 3.0, {"n": 1, "impl": "vqp"}),  # another impl: its own row
+            _bench("g", "vqkit", 4.0, {"n": 2, "impl": "vqkit"}),  # another case
+        ],
+    )
+    _, rows = report.load_runs([path])
+    problems = report.duplicate_rows(rows)
+    assert len(problems) == 1
+    assert problems[0].startswith("g / n=1 / vqkit on cpu has 2 rows")
+    cuda = [_bench("g", "vqkit", 1.0, same)]
+    cuda[0]["extra_info"]["device"] = "cuda"
+    other = _write(tmp_path, "cuda.json", cuda)
+    cpu = _write(tmp_path, "cpu.json", [_bench("g", "vqkit", 1.0, same)])
+    _, rows = report.load_runs([cpu, other])
+    assert report.duplicate_rows(rows) == []  # one case per device is not a duplicate
+
+
+PLAIN_SUITE = """
+def test_plain(benchmark):
+    benchmark.group = "plain"
+    benchmark.extra_info["impl"] = "vqkit"
+    benchmark.pedantic(sum, args=([1, 2],), rounds=2)
+"""
+
+
+@pytest.fixture
+def plain_project(tiny_project):
+    """The tiny project with a benchmark that needs no torch work or memory child (fast)."""
+    (tiny_project / "benchmarks" / "test_tiny.py").write_text(PLAIN_SUITE, encoding="utf-8")
+    return tiny_project
+
+
+def test_run_mode_runs_the_suite_once_and_renders_that_run(plain_project, tmp_path):
+    out = tmp_path / "docs" / "benchmarks.md"
+    json_path = tmp_path / "results" / "full.json"
+    args = ["--run", "--bench-size=small", "--suite", str(plain_project / "benchmarks")]
+    args += ["--json", str(json_path), "--out", str(out), "--plot", ""]
+    assert report.main(args) == 0
+    data = json.loads(json_path.read_text(encoding="utf-8"))
+    machine = data["machine_info"]
+    assert machine["run_seconds"] > 0
+    assert machine["load_average_start"] is not None
+    assert machine["load_average_end"] is not None
+    assert [b["group"] for b in data["benchmarks"]] == ["plain"]
+    text = out.read_text(encoding="utf-8")
+    assert "## plain" in text
+    assert "| Run time | " in text
+    assert "--run --bench-size=small" in text
+    assert not list(json_path.parent.glob("*.partial"))
+
+
+def test_run_mode_leaves_the_page_alone_when_a_benchmark_fails(plain_project, tmp_path, capsys):
+    (plain_project / "benchmarks" / "test_broken.py").write_text(
+        "def test_broken(benchmark):\n    benchmark(lambda: 1 / 0)\n", encoding="utf-8"
+    )
+    out = tmp_path / "benchmarks.md"
+    out.write_text("old page\n", encoding="utf-8")
+    args = ["--run", "--bench-size=small", "--suite", str(plain_project / "benchmarks")]
+    args += ["--json", str(tmp_path / "run.json"), "--out", str(out), "--plot", ""]
+    assert report.main(args) == 1
+    assert "the benchmark run failed" in capsys.readouterr().err
+    assert out.read_text(encoding="utf-8") == "old page\n"
+
+
+def test_run_mode_takes_no_json_files(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        report.main(["--run", str(tmp_path / "x.json")])
+    assert "give no JSON files" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        report.main([])
+    assert "or --run" in capsys.readouterr().err

@@ -158,6 +158,51 @@ class ImageFolderDataset(Dataset):
         np.divide(array, np.float32(255), out=out, dtype=np.float32)
         return torch.from_numpy(out)
 
+    def read_batch(self, indices: Sequence[Any], *, as_uint8: bool = False) -> torch.Tensor:
+        """The images at ``indices`` as one batch, decoded straight into one array.
+
+        8-bit images are decoded into a single ``(B, C, H, W)`` uint8 array and converted to
+        float32 in one operation (``x / 255``, the same bits as ``dataset[i]``), instead of one
+        float conversion per image and a stack of B float tensors. ``as_uint8=True`` returns
+        the uint8 batch itself (a quarter of the bytes, for a DataLoader worker to send); the
+        caller then converts it with ``batch.float().div_(255)``. A dataset of 16-bit images
+        (``wide``) has no uint8 form: its batches are stacked float items, and ``as_uint8`` is
+        refused.
+
+        Shape:
+            - Output: ``(B, C, H, W)``, float32 in ``[0, 1]`` (or uint8 with ``as_uint8``).
+        """
+        import numpy as np
+
+        positions = [_index(i, len(self)) for i in indices]
+        if self.wide:
+            if as_uint8:
+                raise ValueError(f"{self.name}: 16-bit images have no uint8 batch form")
+            return torch.stack([self[i] for i in positions]) if positions else self._empty()
+        if self.cache is not None:
+            batch = self.cache[torch.tensor(positions, dtype=torch.long)]
+            return batch if as_uint8 else batch.float().div_(255)
+        out = np.empty((len(positions), *self.sample_shape), dtype=np.uint8)
+        for row, i in enumerate(positions):
+            array = self._decode(i)
+            if array.dtype != np.uint8:  # a file that is not 8-bit after all: never truncate
+                raise ValueError(
+                    f"{self.name}: item {i} ({self.files[i]!r}) decodes to {array.dtype}, not "
+                    "8-bit; the folder scan marked the dataset 8-bit (the file changed?)"
+                )
+            out[row] = array
+        batch = torch.from_numpy(out)
+        return batch if as_uint8 else batch.float().div_(255)
+
+    def __getitems__(self, indices: Sequence[Any]) -> list[torch.Tensor]:
+        """The items at ``indices`` from one ``read_batch`` (views of one batch tensor): what a
+        ``DataLoader`` asks for once per batch instead of once per item; ``default_collate``
+        stacks them as it stacks ``dataset[i]``."""
+        return list(self.read_batch(indices).unbind(0))
+
+    def _empty(self) -> torch.Tensor:
+        return torch.empty((0, *self.sample_shape), dtype=torch.float32)
+
     def _fill_cache(self) -> None:
         import numpy as np
 

@@ -65,7 +65,36 @@ def fetch(dataset: Dataset, indices: torch.Tensor) -> Any:
         return dataset.data[indices]
     if isinstance(dataset, ImageFolderDataset) and dataset.cache is not None:
         return dataset.cache[indices].float() / 255  # the items' own conversion, batched
+    if isinstance(dataset, ImageFolderDataset):
+        return dataset.read_batch(indices.tolist())  # one uint8 array, one conversion
     return default_collate([dataset[int(i)] for i in indices])
+
+
+class _Uint8Batches(Dataset):
+    """A worker-side view of an 8-bit ``ImageFolderDataset`` whose batches are uint8.
+
+    Workers decode each batch into one uint8 array and send that (a quarter of the float32
+    bytes through shared memory); the training process converts it with one ``div_``.
+    """
+
+    def __init__(self, dataset: ImageFolderDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitems__(self, indices: list[int]) -> torch.Tensor:
+        return self.dataset.read_batch(indices, as_uint8=True)
+
+
+def _whole_batch(batch: torch.Tensor) -> torch.Tensor:
+    """collate_fn for ``__getitems__`` batches that are already one tensor."""
+    return batch
+
+
+def _to_float(batches: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
+    for batch in batches:
+        yield batch.float().div_(255)  # the items' own conversion (x / 255 in fp32), batched
 
 
 def iterate_batches(
@@ -90,14 +119,23 @@ def iterate_batches(
         return iter(())
     if _in_memory(dataset) or num_workers == 0:
         return (fetch(dataset, torch.tensor(b, dtype=torch.long)) for b in lists)
+    uint8 = isinstance(dataset, ImageFolderDataset) and not dataset.wide
+    # uint8 batches are pinned after their conversion to float (where there is a GPU; without
+    # one the DataLoader's own flag warns and pins nothing, as for every other dataset).
+    pin_after = uint8 and pin_memory and torch.cuda.is_available()
     loader = DataLoader(
-        dataset,
+        _Uint8Batches(dataset) if uint8 else dataset,  # type: ignore[arg-type]
         batch_sampler=lists,
         num_workers=num_workers,
-        pin_memory=pin_memory,
+        collate_fn=_whole_batch if uint8 else None,
+        pin_memory=pin_memory and not pin_after,
+        prefetch_factor=4,  # batches in flight per worker: covers a slow decode now and then
         generator=torch.Generator().manual_seed(0),  # keeps the global RNG untouched
     )
-    return iter(loader)
+    if not uint8:
+        return iter(loader)
+    floats = _to_float(loader)
+    return (b.pin_memory() for b in floats) if pin_after else floats
 
 
 def sequential_batches(
