@@ -13,6 +13,7 @@ import re
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from vqkit import GatedPixelCNN, PixelCNN
 from vqkit.autoregressive import TransformerPrior, grid_dependencies, raster_before
@@ -144,6 +145,48 @@ def test_gated_fast_equals_naive_with_a_map(model_kw, sample_kw, size):
     # the map matters: another map gives other codes from the same random numbers
     other = draw(model, 4, size, cond_map=a_map(4, size, seed=1), **sample_kw)
     assert not torch.equal(other, fast)
+
+
+@pytest.mark.parametrize("first", [True, False])
+@torch.no_grad()
+def test_layer_steps_with_a_map_equal_the_forward_pass(first):
+    """step_map + vertical_row + horizontal_step reproduce GatedLayer.forward with a map."""
+    layer = gated(num_classes=2, first_kernel_size=5).layers[0 if first else 1]
+    n, c, h, w, p = 3, layer.channels, 4, 5, layer.pad
+    gen = torch.Generator().manual_seed(0)
+    v, hh = torch.randn(2, n, c, h, w, generator=gen, dtype=torch.float64)
+    cond, s = torch.tensor([0, 1, 1]), a_map(n, (h, w))
+    v_out, h_out, skip = layer(v, hh, cond, s)  # (n, C, H, W) each
+    weights, maps = layer.step_weights(), layer.step_map(s)  # maps: (n, H, W, 4C)
+    assert maps.shape == (n, h, w, 4 * c)
+    v_pad = F.pad(v, (p, p, p, 0)).permute(0, 2, 3, 1)  # (n, H + p, W + 2p, C)
+    h_pad = F.pad(hh, (p, 0)).permute(0, 2, 3, 1)  # (n, H, W + p, C)
+    gated_row = torch.empty(n, c + 1, dtype=torch.float64)
+    buffers = layer.step_buffers(gated_row)
+    out = torch.empty(n, c, dtype=torch.float64)
+    for i in range(h):
+        window = v_pad[:, i : i + layer.vertical_reach]
+        v_row, link = layer.vertical_row(weights, window, cond, maps[:, i])
+        torch.testing.assert_close(v_row, v_out[:, :, i].transpose(1, 2))
+        for j in range(w):
+            h_window = h_pad[:, i, j : j + layer.horizontal_reach].reshape(n, -1)
+            residual = None if first else hh[:, :, i, j]
+            layer.horizontal_step(weights, buffers, h_window, link[:, j], residual, out)
+            torch.testing.assert_close(out, h_out[:, :, i, j])
+            torch.testing.assert_close(gated_row @ weights.skip, skip[:, :, i, j])
+    with pytest.raises(ValueError, match="cond_map"):
+        layer(v, hh, cond)
+
+
+@pytest.mark.parametrize(
+    ("model_kw", "n", "size"),
+    [({}, 1, (1, 1)), ({}, 2, (1, 6)), ({}, 3, (5, 1)), ({"kernel_size": 1}, 2, (3, 3))],
+)
+def test_gated_fast_equals_naive_with_a_map_on_odd_grids(model_kw, n, size):
+    model = gated(**model_kw)
+    s = a_map(n, size)
+    naive = draw(model, n, size, method="naive", cond_map=s)
+    assert torch.equal(naive, draw(model, n, size, method="fast", cond_map=s))
 
 
 def test_gated_fast_equals_naive_in_float32_with_completion_and_broadcast():
