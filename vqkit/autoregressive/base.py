@@ -5,6 +5,12 @@ A ``GridPrior`` embeds integer codes (B, H, W) with an ``nn.Embedding``, maps th
 provides ``log_prob`` and raster-order ``sample`` (naive: one full forward pass per position, as in
 "Pixel Recurrent Neural Networks", van den Oord et al. 2016, arXiv:1601.06759). Subclasses may
 add faster exact samplers by implementing ``_sample_<method>``.
+
+Conditioning: on a class (``cond``, with ``num_classes``) and, for priors built with
+``cond_channels``, on a spatial map ``cond_map`` (B, cond_channels, H, W) at the code grid's size
+(the location-dependent conditioning of "Conditional Image Generation with PixelCNN Decoders",
+van den Oord et al. 2016, arXiv:1606.05328, §2.3). The map is fully known, so it carries no
+causality constraint; the logits stay exactly causal in the codes. Both can be combined.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from vqkit.autoregressive.checks import check_cond_map
 from vqkit.autoregressive.sampling import (
     check_cond,
     check_indices,
@@ -104,19 +111,24 @@ def logits_head(
 class GridPrior(nn.Module):
     """Base class: an autoregressive distribution over (H, W) grids of K categories.
 
-    Subclasses set ``num_embeddings``, ``num_classes`` and ``embedding`` and implement
-    ``logits_from_embeddings``. ``sample_methods`` lists the samplers, fastest first.
+    Subclasses set ``num_embeddings``, ``num_classes``, ``cond_channels`` (None: no spatial
+    conditioning) and ``embedding`` and implement ``logits_from_embeddings``.
+    ``sample_methods`` lists the samplers, fastest first.
     """
 
     domain: ClassVar[str] = "codes"
     exact_likelihood: ClassVar[bool] = True
     num_embeddings: int
     num_classes: int | None
+    cond_channels: int | None = None
     embedding: nn.Embedding
     sample_methods: tuple[str, ...] = ("naive",)
 
     def logits_from_embeddings(
-        self, x: torch.Tensor, cond: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        cond: torch.Tensor | None = None,
+        cond_map: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits from embedded codes; the causal network without the embedding lookup.
 
@@ -125,6 +137,7 @@ class GridPrior(nn.Module):
         Args:
             x: embedded codes (B, E, H, W).
             cond: validated class labels (B,) int64, or None.
+            cond_map: validated spatial map (B, cond_channels, H, W), or None.
 
         Shape:
             - Output: (B, K, H, W)
@@ -136,41 +149,74 @@ class GridPrior(nn.Module):
         return rearrange(self.embedding(indices), "b h w e -> b e h w")
 
     def forward(
-        self, indices: torch.Tensor, cond: torch.Tensor | int | None = None
+        self,
+        indices: torch.Tensor,
+        cond: torch.Tensor | int | None = None,
+        *,
+        cond_map: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits of every position given the codes before it in raster order.
 
         Args:
             indices: codes (B, H, W), integer dtype, values in [0, num_embeddings).
             cond: class labels (B,) or an int, required iff ``num_classes`` is set.
+            cond_map: floating-point map (B, cond_channels, H, W) at the code grid's size,
+                finite, required iff ``cond_channels`` is set.
 
         Shape:
-            - Output: (B, K, H, W); ``logits[:, :, i, j]`` depends only on codes before (i, j).
+            - Output: (B, K, H, W); ``logits[:, :, i, j]`` depends only on codes before (i, j)
+              (and on ``cond`` and ``cond_map``).
         """
         indices = check_indices(indices, self.num_embeddings)
         cond = check_cond(cond, self.num_classes, indices.shape[0], indices.device)
-        return self.logits_from_embeddings(self.embed(indices), cond)
+        cond_map = self._check_cond_map("forward", cond_map, indices.shape[0], indices.shape[1:])
+        return self.logits_from_embeddings(self.embed(indices), cond, cond_map)
+
+    def _check_cond_map(
+        self, method: str, cond_map: object, batch: int, size: Any, broadcast: bool = False
+    ) -> torch.Tensor | None:
+        owner = f"{type(self).__name__}.{method}"
+        like = self.embedding.weight
+        return check_cond_map(
+            owner, cond_map, self.cond_channels, batch, tuple(size), like, broadcast
+        )
 
     def log_prob(
-        self, indices: torch.Tensor, cond: torch.Tensor | int | None = None
+        self,
+        indices: torch.Tensor,
+        cond: torch.Tensor | int | None = None,
+        *,
+        cond_map: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Log-likelihood of each grid in nats: ``sum_{i,j} log p(x_ij | x_<ij)``.
+
+        Args:
+            indices: codes (B, H, W).
+            cond: class labels, as for ``forward``.
+            cond_map: spatial map (B, cond_channels, H, W), as for ``forward``.
 
         Shape:
             - indices: (B, H, W) int64
             - Output: (B,)
         """
-        logits = self(indices, cond)  # (B, K, H, W)
+        logits = self(indices, cond, cond_map=cond_map)  # (B, K, H, W)
         nll = F.cross_entropy(logits, indices.long(), reduction="none")  # (B, H, W)
         return -nll.sum(dim=(1, 2))
 
-    def loss(self, indices: torch.Tensor, cond: torch.Tensor | int | None = None) -> LossOutput:
+    def loss(
+        self,
+        indices: torch.Tensor,
+        cond: torch.Tensor | int | None = None,
+        *,
+        cond_map: torch.Tensor | None = None,
+    ) -> LossOutput:
         """Training objective: NLL in nats per latent position (see
-        [`vqkit.contracts.likelihood_loss`][vqkit.contracts.likelihood_loss]).
+        [`vqkit.contracts.likelihood_loss`][vqkit.contracts.likelihood_loss]); ``cond`` and
+        ``cond_map`` as for ``forward``.
 
         An empty batch has no mean NLL: it raises ``ValueError`` (``log_prob`` of an empty
         batch is the empty (0,) tensor)."""
-        log_prob = self.log_prob(indices, cond)
+        log_prob = self.log_prob(indices, cond, cond_map=cond_map)
         if indices.shape[0] == 0 or indices[0].numel() == 0:
             raise ValueError(
                 f"{type(self).__name__}.loss: the batch is empty (indices of shape "
@@ -189,6 +235,8 @@ class GridPrior(nn.Module):
         given: torch.Tensor | None = None,
         given_mask: torch.Tensor | None = None,
         method: str = "auto",
+        *,
+        cond_map: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Draw ``n`` grids of codes in raster order.
 
@@ -207,6 +255,9 @@ class GridPrior(nn.Module):
             given_mask: bool (n, H, W), (H, W) or broadcastable: True where ``given`` is known.
                 Default: ``given >= 0``.
             method: ``"auto"`` (the fastest exact sampler) or one of ``sample_methods``.
+            cond_map: the spatial map (n, cond_channels, H, W), or (1, cond_channels, H, W)
+                shared by all n samples (broadcast); required iff ``cond_channels`` is set.
+                Every exact method returns the same codes with it too.
 
         Shape:
             - Output: (n, H, W) int64 on the model's device.
@@ -223,8 +274,9 @@ class GridPrior(nn.Module):
         n, temperature = check_sampling(owner, n, temperature, generator, device)
         size, given, known = prepare_given(n, size, given, given_mask, self.num_embeddings, device)
         cond = check_cond(cond, self.num_classes, n, device)
+        cond_map = self._check_cond_map("sample", cond_map, n, size, broadcast=True)
         sampler = getattr(self, f"_sample_{method}")
-        return sampler(given, known, cond, temperature, generator)
+        return sampler(given, known, cond, temperature, generator, cond_map)
 
     def _sample_naive(
         self,
@@ -233,6 +285,7 @@ class GridPrior(nn.Module):
         cond: torch.Tensor | None,
         temperature: float,
         generator: torch.Generator | None,
+        cond_map: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One full forward pass per unknown position: H·W passes over the whole grid."""
         n, h, w = codes.shape
@@ -242,7 +295,8 @@ class GridPrior(nn.Module):
                 u = draw_uniform(n, generator, codes.device)
                 if bool(known[:, i, j].all()):
                     continue
-                logits = self.logits_from_embeddings(self.embed(codes), cond)[:, :, i, j]
+                logits = self.logits_from_embeddings(self.embed(codes), cond, cond_map)
+                logits = logits[:, :, i, j]
                 drawn = draw_codes(logits, u, temperature)
                 codes[:, i, j] = torch.where(known[:, i, j], codes[:, i, j], drawn)
         return codes

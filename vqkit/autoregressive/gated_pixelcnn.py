@@ -1,8 +1,8 @@
 """Gated PixelCNN prior over grids of code indices, with no blind spot.
 
 "Conditional Image Generation with PixelCNN Decoders", van den Oord, Kalchbrenner, Vinyals,
-Espeholt, Graves and Kavukcuoglu, 2016, arXiv:1606.05328 (§2.2 gated units, §2.3 class
-conditioning, Fig. 2 one layer).
+Espeholt, Graves and Kavukcuoglu, 2016, arXiv:1606.05328 (§2.2 gated units, §2.3 class and
+location-dependent conditioning, Fig. 2 one layer).
 
 Each layer has two stacks (p = kernel_size // 2):
 
@@ -12,9 +12,12 @@ Each layer has two stacks (p = kernel_size // 2):
   p columns strictly to the left) and receives the vertical stack through a 1×1 convolution of its
   pre-gate features. The vertical stack never receives the horizontal one.
 
-Both stacks use ``tanh(a + V_f c) ⊙ σ(b + V_g c)`` gates (c: the class embedding, if any); the
-horizontal stack has a residual connection (except the first layer, whose input is the current
-code) and a 1×1 skip connection. Causal windows are implemented by padding and cropping, not by
+Both stacks use ``tanh(a + V_f c + V_f' * s) ⊙ σ(b + V_g c + V_g' * s)`` gates, with c the class
+embedding (if ``num_classes``) and ``V' * s`` a 1×1 convolution of the spatial conditioning map s
+(if ``cond_channels``; paper §2.3, "location dependent"); the map enters each layer's
+pre-activations after the vertical-to-horizontal link, like the class term. The horizontal stack
+has a residual connection (except the first layer, whose input is the current code) and a 1×1
+skip connection. Causal windows are implemented by padding and cropping, not by
 masks, so no weight is ever wasted.
 
 Receptive field of the output at (i, j) with L layers, R = first_kernel_size // 2 +
@@ -22,8 +25,13 @@ Receptive field of the output at (i, j) with L layers, R = first_kernel_size // 
 every (i, j') with ``j - R <= j' < j`` (clipped to the grid). ``GatedPixelCNN.receptive_field``
 returns it; the tests check that autograd finds exactly this set.
 
+The map is fully known, so it may be seen anywhere: the logits at (i, j) depend on s at every
+(i', j') with ``i - Q <= i' <= i`` and ``|j' - j| <= Q``, Q = R - first_kernel_size // 2
+(:meth:`GatedPixelCNN.cond_map_field`, also checked by autograd), and stay exactly causal in the
+codes.
+
 Sampling: ``method="naive"`` runs H·W full forward passes; ``method="fast"`` (the default) caches
-the stacks: see ``vqkit.autoregressive.gated_sampling``.
+the stacks: see ``vqkit.autoregressive.gated_sampling``. Both take the same ``cond_map``.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from vqkit._checks import check_bool, check_positive_int
 from vqkit._hub import HubMixin
 from vqkit._registry import register
 from vqkit.autoregressive.base import GridPrior, LogitsHead
+from vqkit.autoregressive.checks import check_cond_channels
 from vqkit.autoregressive.gated_sampling import sample_fast
 from vqkit.autoregressive.sampling import (
     check_factory,
@@ -103,11 +112,14 @@ class GatedLayer(nn.Module):
         first: whether this is the first layer (type "A": excludes the current position, and has
             no residual connection).
         num_classes: number of classes for conditioning, or None.
+        cond_channels: channels S of a spatial conditioning map, or None; a bias-free 1×1
+            convolution ``map_proj`` maps it to the 2C vertical and 2C horizontal
+            pre-activations (zero weights: exactly the unconditioned layer).
         device: factory arguments for the parameters.
         dtype: factory arguments for the parameters.
 
     Shape:
-        - v, h: (B, C, H, W); cond: (B,) int64 or None
+        - v, h: (B, C, H, W); cond: (B,) int64 or None; cond_map: (B, S, H, W) or None
         - Output: (v_out, h_out, skip), each (B, C, H, W)
     """
 
@@ -120,6 +132,7 @@ class GatedLayer(nn.Module):
         kernel_size: int,
         first: bool,
         num_classes: int | None = None,
+        cond_channels: int | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -130,6 +143,7 @@ class GatedLayer(nn.Module):
         name = "kernel_size (of the first layer)" if first else "kernel_size"
         check_kernel_size(owner, name, kernel_size, 3 if first else 1)
         check_optional_classes(owner, num_classes)
+        self.cond_channels = check_cond_channels(owner, cond_channels)
         check_factory(owner, device, dtype)
         kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.channels, self.kernel_size, self.first = channels, kernel_size, first
@@ -140,14 +154,34 @@ class GatedLayer(nn.Module):
         self.v_to_h = nn.Conv2d(2 * channels, 2 * channels, 1, **kw)
         # one 1×1 conv for both outputs of the gated horizontal features: residual and skip
         self.h_out = nn.Conv2d(channels, 2 * channels, 1, **kw)
+        self.cond_v: nn.Embedding | None = None
+        self.cond_h: nn.Embedding | None = None
         if num_classes is not None:
             self.cond_v = nn.Embedding(num_classes, 2 * channels, **kw)
             self.cond_h = nn.Embedding(num_classes, 2 * channels, **kw)
-        else:
-            self.cond_v = self.cond_h = None
+        # V' * s of both stacks in one bias-free 1×1 convolution: [vertical 2C | horizontal 2C]
+        self.map_proj: nn.Conv2d | None = None
+        if cond_channels is not None:
+            self.map_proj = nn.Conv2d(cond_channels, 4 * channels, 1, bias=False, **kw)
+
+    def project_map(self, cond_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The map's terms in the vertical and the horizontal pre-activations, ``V' * s``.
+
+        Shape:
+            - cond_map: (B, S, H, W)
+            - Output: (vertical, horizontal), each (B, 2C, H, W)
+        """
+        if self.map_proj is None:
+            raise ValueError("GatedLayer.project_map: the layer has no cond_channels")
+        vertical, horizontal = self.map_proj(cond_map).chunk(2, dim=1)
+        return vertical, horizontal
 
     def forward(
-        self, v: torch.Tensor, h: torch.Tensor, cond: torch.Tensor | None = None
+        self,
+        v: torch.Tensor,
+        h: torch.Tensor,
+        cond: torch.Tensor | None = None,
+        cond_map: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         height, width = v.shape[-2:]
         p = self.pad
@@ -159,6 +193,14 @@ class GatedLayer(nn.Module):
         if self.cond_v is not None and self.cond_h is not None:  # (set together)
             v_pre = v_pre + self.cond_v(cond)[:, :, None, None]
             h_pre = h_pre + self.cond_h(cond)[:, :, None, None]
+        if self.map_proj is not None:
+            if cond_map is None:
+                raise ValueError(
+                    f"GatedLayer: cond_map (B, {self.cond_channels}, H, W) is required "
+                    f"(cond_channels={self.cond_channels})"
+                )
+            map_v, map_h = self.project_map(cond_map)  # (B, 2C, H, W) each
+            v_pre, h_pre = v_pre + map_v, h_pre + map_h
         v_out = gate(v_pre)  # (B, C, H, W)
         h_gated = gate(h_pre)  # (B, C, H, W)
         h_out, skip = self.h_out(h_gated).chunk(2, dim=1)  # (B, C, H, W) each
@@ -205,8 +247,26 @@ class GatedLayer(nn.Module):
             skip=torch.cat([out_w[:, c:], out_b[None, c:]]).contiguous(),
         )
 
+    def step_map(self, cond_map: torch.Tensor) -> torch.Tensor:
+        """The map's pre-activation terms for :meth:`vertical_row`, for the whole grid.
+
+        Computed once per sampling call (one 1×1 convolution over the grid), never per position.
+
+        Shape:
+            - cond_map: (N, S, H, W)
+            - Output: (N, H, W, 4C) channels last: ``[..., :2C]`` the vertical stack's term,
+              ``[..., 2C:]`` the horizontal one's.
+        """
+        if self.map_proj is None:
+            raise ValueError("GatedLayer.step_map: the layer has no cond_channels")
+        return self.map_proj(cond_map).permute(0, 2, 3, 1).contiguous()  # (N, H, W, 4C)
+
     def vertical_row(
-        self, weights: StepWeights, window: torch.Tensor, cond: torch.Tensor | None = None
+        self,
+        weights: StepWeights,
+        window: torch.Tensor,
+        cond: torch.Tensor | None = None,
+        map_row: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One row of the vertical stack, and its contribution to the horizontal stack.
 
@@ -214,7 +274,8 @@ class GatedLayer(nn.Module):
         on row i itself, except for the first layer), so an incremental sampler computes it once
         per row, as one matrix product over the batch and the row. ``link`` holds everything of
         the horizontal pre-activations at row i that does not depend on row i of the horizontal
-        input: ``v_to_h`` of the vertical pre-activations, the biases and the class embedding.
+        input: ``v_to_h`` of the vertical pre-activations, the biases, the class embedding and
+        the conditioning map's term.
 
         Args:
             weights: ``step_weights``.
@@ -222,9 +283,10 @@ class GatedLayer(nn.Module):
                 ``i - p .. i`` (zeros above the grid), zero-padded by p columns on each side,
                 channels last.
             cond: class labels (N,) int64, or None.
+            map_row: row i of :meth:`step_map` (layers with ``cond_channels``), or None.
 
         Shape:
-            - window: (N, vertical_reach, W + 2p, C)
+            - window: (N, vertical_reach, W + 2p, C); map_row: (N, W, 4C)
             - Output: ``v_out`` (N, W, C), the gated vertical features of row i, and ``link``
               (N, W, 2C), both channels last.
         """
@@ -239,6 +301,9 @@ class GatedLayer(nn.Module):
         if self.cond_v is not None and self.cond_h is not None:  # (set together)
             v_pre = v_pre + self.cond_v(cond)[:, None, :]
             link = link + self.cond_h(cond)[:, None, :]
+        if map_row is not None:
+            v_pre = v_pre + map_row[..., : 2 * c]
+            link = link + map_row[..., 2 * c :]
         return torch.tanh(v_pre[..., :c]) * torch.sigmoid(v_pre[..., c:]), link
 
     def step_buffers(self, gated: torch.Tensor) -> StepBuffers:
@@ -298,7 +363,10 @@ class GatedLayer(nn.Module):
             torch.addmm(cast(torch.Tensor, residual), buffers.gated, weights.residual, out=out)
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, kernel_size={self.kernel_size}, first={self.first}"
+        text = f"channels={self.channels}, kernel_size={self.kernel_size}, first={self.first}"
+        if self.cond_channels is not None:
+            text += f", cond_channels={self.cond_channels}"
+        return text
 
 
 @register("prior", "gated_pixelcnn")
@@ -313,12 +381,24 @@ class GatedPixelCNN(GridPrior, HubMixin):
         kernel_size: odd kernel size k of layers 2..L.
         first_kernel_size: odd kernel size of the first layer (>= 3).
         head_channels: width of the hidden 1×1 convolution of the output head.
+        cond_channels: channels S of a spatial conditioning map (paper §2.3, location
+            dependent: a 1×1 convolution of the map inside both gates of every layer), or None.
+            With it, ``forward``, ``log_prob``, ``loss`` and ``sample`` require ``cond_map``.
         device: factory arguments for the parameters.
         dtype: factory arguments for the parameters.
 
     Shape:
         - indices: (B, H, W) int64 in [0, K); any H, W (non-square too).
+        - cond_map: (B, S, H, W) floating point, finite, at the code grid's size (``sample``:
+          (n, S, H, W) or (1, S, H, W), broadcast).
         - Output of ``forward``: logits (B, K, H, W); of ``log_prob``: (B,) nats.
+
+    Example:
+        >>> prior = GatedPixelCNN(16, hidden_channels=8, num_layers=2, cond_channels=3)
+        >>> s = torch.randn(2, 3, 4, 5)  # e.g. upsampled top-level codes of VQ-VAE-2
+        >>> codes = prior.sample(2, (4, 5), cond_map=s)
+        >>> prior.log_prob(codes, cond_map=s).shape
+        torch.Size([2])
     """
 
     sample_methods = ("fast", "naive")
@@ -332,6 +412,7 @@ class GatedPixelCNN(GridPrior, HubMixin):
         kernel_size: int = 3,
         first_kernel_size: int = 7,
         head_channels: int = 512,
+        cond_channels: int | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -344,6 +425,7 @@ class GatedPixelCNN(GridPrior, HubMixin):
         check_kernel_size(owner, "first_kernel_size", first_kernel_size, 3)
         check_positive_int(owner, "head_channels", head_channels)
         self.num_classes = check_optional_classes(owner, num_classes)
+        self.cond_channels = check_cond_channels(owner, cond_channels)
         check_factory(owner, device, dtype)
         kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.embedding = nn.Embedding(num_embeddings, hidden_channels, **kw)
@@ -353,6 +435,7 @@ class GatedPixelCNN(GridPrior, HubMixin):
                 first_kernel_size if index == 0 else kernel_size,
                 first=index == 0,
                 num_classes=self.num_classes,
+                cond_channels=self.cond_channels,
                 **kw,
             )
             for index in range(num_layers)
@@ -360,19 +443,25 @@ class GatedPixelCNN(GridPrior, HubMixin):
         self.head = LogitsHead(hidden_channels, head_channels, num_embeddings, **kw)
 
     def logits_from_embeddings(
-        self, x: torch.Tensor, cond: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        cond: torch.Tensor | None = None,
+        cond_map: torch.Tensor | None = None,
     ) -> torch.Tensor:
         v = h = x  # (B, C, H, W)
-        skips = 0
+        skips: torch.Tensor | int = 0
         for layer in self.layers:
-            v, h, skip = layer(v, h, cond)
+            v, h, skip = layer(v, h, cond, cond_map)
             skips = skips + skip
         return self.head(skips)  # (B, K, H, W)
 
     @property
     def reach(self) -> int:
         """R: how many rows up, and columns left or right, the output at a position sees."""
-        return sum(cast(GatedLayer, layer).pad for layer in self.layers)  # typed Module
+        return sum(layer.pad for layer in self._gated_layers())
+
+    def _gated_layers(self) -> list[GatedLayer]:
+        return [cast(GatedLayer, layer) for layer in self.layers]
 
     def receptive_field(self, size: tuple[int, int], position: tuple[int, int]) -> torch.Tensor:
         """The positions the logits at ``position`` depend on, by construction.
@@ -389,6 +478,24 @@ class GatedPixelCNN(GridPrior, HubMixin):
         left = (rows == i) & (cols >= j - r) & (cols < j)
         return above | left
 
+    def cond_map_field(self, size: tuple[int, int], position: tuple[int, int]) -> torch.Tensor:
+        """The positions of the conditioning map the logits at ``position`` depend on.
+
+        The map enters every layer at its own position; the vertical stacks of layers 2..L then
+        spread it by their kernel_size // 2 rows up and columns either side, and the
+        horizontal stacks move it to the right: the logits at (i, j) see the map in the box
+        ``i - Q <= i' <= i``, ``|j' - j| <= Q`` with Q = R - first_kernel_size // 2 (Q = 0 for
+        one layer: only its own position). Rows below i are never seen.
+
+        Shape:
+            - Output: (H, W) bool.
+        """
+        h, w, i, j = check_grid_position("GatedPixelCNN.cond_map_field", size, position)
+        q = self.reach - self._gated_layers()[0].pad
+        rows = torch.arange(h)[:, None]
+        cols = torch.arange(w)[None, :]
+        return (rows >= i - q) & (rows <= i) & ((cols - j).abs() <= q)
+
     def _sample_fast(
         self,
         codes: torch.Tensor,
@@ -396,11 +503,13 @@ class GatedPixelCNN(GridPrior, HubMixin):
         cond: torch.Tensor | None,
         temperature: float,
         generator: torch.Generator | None,
+        cond_map: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return sample_fast(self, codes, known, cond, temperature, generator)
+        return sample_fast(self, codes, known, cond, temperature, generator, cond_map)
 
     def extra_repr(self) -> str:
         return (
             f"num_embeddings={self.num_embeddings}, hidden_channels={self.hidden_channels}, "
-            f"num_layers={self.num_layers}, num_classes={self.num_classes}, reach={self.reach}"
+            f"num_layers={self.num_layers}, num_classes={self.num_classes}, "
+            f"cond_channels={self.cond_channels}, reach={self.reach}"
         )

@@ -20,6 +20,11 @@ four small kernels per layer and a dozen for the head and the draw, with no allo
 Python-side reshaping. Per pixel the arithmetic is O(L·C²·p + C·head + head·K) instead of the
 naive sampler's O(H·W·(L·C²·k² + C·head + head·K)).
 
+A spatial conditioning map (``cond_map``) is projected once per call, by each layer's
+:meth:`GatedLayer.step_map` over the whole grid; row i of the projection joins the vertical
+pre-activations and the ``link`` of the horizontal stack in :meth:`GatedLayer.vertical_row`, so
+the per-pixel loop is the same with or without a map.
+
 The logits equal the naive ones up to floating-point rounding, the positions are visited in the
 same raster order and the generator is consumed identically (one uniform per sample per
 position), so the codes are the same as ``method="naive"``.
@@ -43,6 +48,7 @@ def sample_fast(
     cond: torch.Tensor | None,
     temperature: float,
     generator: torch.Generator | None,
+    cond_map: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Raster-order sampling with per-row vertical and per-pixel horizontal caches.
 
@@ -54,6 +60,7 @@ def sample_fast(
         cond: (n,) int64 class labels or None.
         temperature: softmax temperature (> 0).
         generator: random generator, consumed exactly as by the naive sampler.
+        cond_map: (n, S, H, W) spatial conditioning map (validated), or None.
 
     Shape:
         - Output: (n, H, W) int64.
@@ -61,7 +68,7 @@ def sample_fast(
     # Inference mode skips autograd's bookkeeping on the ~100 small kernels per position; the
     # codes are cloned out of it so that callers get an ordinary tensor.
     with torch.inference_mode():
-        out = _sample(model, codes, known, cond, temperature, generator)
+        out = _sample(model, codes, known, cond, temperature, generator, cond_map)
     return out.clone()
 
 
@@ -72,6 +79,7 @@ def _sample(
     cond: torch.Tensor | None,
     temperature: float,
     generator: torch.Generator | None,
+    cond_map: torch.Tensor | None = None,
 ) -> torch.Tensor:
     n, height, width = codes.shape
     embedding = model.embedding.weight  # (K, C)
@@ -81,6 +89,10 @@ def _sample(
     num_layers = len(layers)
     pads = [layer.pad for layer in layers]
     weights = [layer.step_weights() for layer in layers]
+    # each layer's map term over the whole grid, (n, H, W, 4C), once per call
+    maps: list[torch.Tensor | None] = [
+        None if cond_map is None else layer.step_map(cond_map) for layer in layers
+    ]
 
     # v_in[l]: the input of layer l's vertical stack over the whole grid, zero-padded by p rows on
     # top and p columns each side, channels last; v_in[0] holds the embedded codes written so far.
@@ -120,7 +132,9 @@ def _sample(
         for index, layer in enumerate(layers):
             # padded rows i .. i+reach-1 are rows i-p .. i-1 (first layer) or i-p .. i
             window = v_in[index][:, i : i + layer.vertical_reach]  # (n, reach, W + 2p, C)
-            v_out, row_link = layer.vertical_row(weights[index], window, cond)  # (n, W, C|2C)
+            layer_map = maps[index]
+            map_row = None if layer_map is None else layer_map[:, i]  # (n, W, 4C)
+            v_out, row_link = layer.vertical_row(weights[index], window, cond, map_row)
             link[index].copy_(row_link)
             if index + 1 < num_layers:
                 q = pads[index + 1]

@@ -13,6 +13,12 @@ Layout of one sequence of L = H·W codes (E: width)::
     output   LN -> Linear -> logits of s_0, ..., s_{L-1}                     (B, L, K)
 
 so the logits at position t see only codes before t, exactly (tested by autograd in float64).
+
+Spatial conditioning (``cond_channels``): a bias-free linear layer of the map's channels at each
+position, ``m(t) = V s_t``, is added to the input token that *predicts* position t, the same slot
+as ``pos(t)`` (so token t holds ``e(s_{t-1}) + pos(t) + m(t)``): the logits of position t see the
+map at positions 0..t (t itself through its own token, the earlier ones through attention) and no
+code at or after t. The KV-cache sampler adds ``m(t)`` to the token it feeds at step t.
 Positions are a learned row embedding plus a learned column embedding (any grid up to
 ``max_size``).
 
@@ -42,6 +48,7 @@ from vqkit._hub import HubMixin
 from vqkit._registry import register
 from vqkit.autoregressive._attention import Block, GridPositions, check_widths
 from vqkit.autoregressive.base import GridPrior
+from vqkit.autoregressive.checks import check_cond_channels
 from vqkit.autoregressive.sampling import (
     check_cond,
     check_indices,
@@ -126,13 +133,18 @@ class TransformerPrior(GridPrior, HubMixin):
         num_classes: number of classes for class conditioning (the class embedding is the start
             token), or None.
         dropout: dropout on embeddings, attention weights and residual branches while training.
+        cond_channels: channels S of a spatial conditioning map, or None. A bias-free linear
+            layer ``map_proj`` (S -> E) of the map at position t is added to the token that
+            predicts t; ``forward``, ``log_prob``, ``loss`` and ``sample`` then require
+            ``cond_map`` (B, S, H, W).
         device: factory arguments for the parameters.
         dtype: factory arguments for the parameters.
 
     Shape:
         - indices: (B, H, W) int64 in [0, K), H ≤ max_size[0], W ≤ max_size[1].
         - Output of ``forward``: logits (B, K, H, W), ``logits[:, :, i, j]`` depends only on codes
-          before (i, j) in raster order; of ``log_prob``: (B,) nats.
+          before (i, j) in raster order (and on ``cond_map`` at positions up to (i, j)); of
+          ``log_prob``: (B,) nats.
 
     Example:
         >>> prior = TransformerPrior(num_embeddings=16, embed_dim=32, num_layers=2, num_heads=2)
@@ -155,6 +167,7 @@ class TransformerPrior(GridPrior, HubMixin):
         max_size: int | list[int] = 32,
         num_classes: int | None = None,
         dropout: float = 0.0,
+        cond_channels: int | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -167,6 +180,7 @@ class TransformerPrior(GridPrior, HubMixin):
         self.num_classes = (
             None if num_classes is None else check_positive_int(owner, "num_classes", num_classes)
         )
+        self.cond_channels = check_cond_channels(owner, cond_channels)
         kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.embedding = nn.Embedding(num_embeddings, embed_dim, **kw)
         if self.num_classes is None:
@@ -182,6 +196,9 @@ class TransformerPrior(GridPrior, HubMixin):
         )
         self.norm = nn.LayerNorm(embed_dim, **kw)
         self.head = nn.Linear(embed_dim, num_embeddings, **kw)
+        self.map_proj: nn.Linear | None = None
+        if self.cond_channels is not None:
+            self.map_proj = nn.Linear(self.cond_channels, embed_dim, bias=False, **kw)
         self.apply(_init_weights)
 
     # ------------------------------------------------------------------ scoring
@@ -191,27 +208,51 @@ class TransformerPrior(GridPrior, HubMixin):
             return cast(nn.Parameter, self.start).expand(batch, 1, -1)
         return self.class_embedding(cond)[:, None, :]
 
+    def _slots(self, size: tuple[int, int], cond_map: torch.Tensor | None) -> torch.Tensor:
+        """What is added to the token that predicts each position: ``pos(t)`` (+ ``m(t)``).
+
+        Shape:
+            - cond_map: (B, S, H, W) or None
+            - Output: (H·W, E) without a map, (B, H·W, E) with one.
+        """
+        positions = self.positions(size)  # (L, E)
+        if self.map_proj is None or cond_map is None:
+            return positions
+        flat = rearrange(cond_map, "b s h w -> b (h w) s")  # (B, L, S)
+        return positions + self.map_proj(flat)  # (B, L, E)
+
     def logits_from_embeddings(
-        self, x: torch.Tensor, cond: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        cond: torch.Tensor | None = None,
+        cond_map: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Logits from embedded codes (B, E, H, W) → (B, K, H, W), the start token prepended."""
+        """Logits from embedded codes (B, E, H, W) → (B, K, H, W), the start token prepended.
+
+        ``cond_map`` (B, S, H, W): the map at position t joins the token that predicts t."""
         b, _, h, w = x.shape
         tokens = rearrange(x, "b e h w -> b (h w) e")  # (B, L, E)
         tokens = torch.cat([self._start(cond, b), tokens[:, :-1]], dim=1)  # shifted by one
-        hidden = self.drop(tokens + self.positions((h, w)))  # (B, L, E)
+        hidden = self.drop(tokens + self._slots((h, w), cond_map))  # (B, L, E)
         for block in self.blocks:
             hidden = block(hidden)
         logits = self.head(self.norm(hidden))  # (B, L, K)
         return rearrange(logits, "b (h w) k -> b k h w", h=h)
 
     def forward(
-        self, indices: torch.Tensor, cond: torch.Tensor | int | None = None
+        self,
+        indices: torch.Tensor,
+        cond: torch.Tensor | int | None = None,
+        *,
+        cond_map: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits of every position given the codes before it in raster order.
 
         Args:
             indices: codes (B, H, W), integer dtype, values in [0, num_embeddings).
             cond: class labels (B,) or an int, required iff ``num_classes`` is set.
+            cond_map: floating-point map (B, cond_channels, H, W) at the code grid's size,
+                finite, required iff ``cond_channels`` is set.
 
         Shape:
             - Output: (B, K, H, W).
@@ -219,12 +260,19 @@ class TransformerPrior(GridPrior, HubMixin):
         indices = check_indices(indices, self.num_embeddings)
         self._check_grid(cast(tuple[int, int], tuple(indices.shape[1:])))  # (H, W)
         cond = check_cond(cond, self.num_classes, indices.shape[0], indices.device)
-        return self.logits_from_embeddings(self.embed(indices), cond)
+        cond_map = self._check_cond_map("forward", cond_map, indices.shape[0], indices.shape[1:])
+        return self.logits_from_embeddings(self.embed(indices), cond, cond_map)
 
-    def loss(self, indices: torch.Tensor, cond: torch.Tensor | int | None = None) -> LossOutput:
+    def loss(
+        self,
+        indices: torch.Tensor,
+        cond: torch.Tensor | int | None = None,
+        *,
+        cond_map: torch.Tensor | None = None,
+    ) -> LossOutput:
         """Training objective: the exact NLL in nats per code position, batch mean (see
         ``vqkit.contracts.likelihood_loss``). The batch must not be empty."""
-        log_prob = self.log_prob(indices, cond)  # validates; (B,)
+        log_prob = self.log_prob(indices, cond, cond_map=cond_map)  # validates; (B,)
         if log_prob.numel() == 0:
             raise ValueError(f"{type(self).__name__}.loss: the batch is empty")
         return likelihood_loss(log_prob, indices[0].numel())
@@ -249,6 +297,7 @@ class TransformerPrior(GridPrior, HubMixin):
         top_k: int | None = None,
         top_p: float | None = None,
         method: str = "auto",
+        cond_map: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Draw ``n`` grids of codes in raster order.
 
@@ -269,6 +318,8 @@ class TransformerPrior(GridPrior, HubMixin):
             top_p: keep the smallest set of most likely codes with probability ≥ top_p
                 (nucleus sampling; None or 1.0: all).
             method: ``"auto"`` (``"cached"``), ``"cached"`` or ``"naive"``.
+            cond_map: the spatial map (n, cond_channels, H, W), or (1, cond_channels, H, W)
+                shared by all n samples (broadcast); required iff ``cond_channels`` is set.
 
         Shape:
             - Output: (n, H, W) int64 on the prior's device.
@@ -284,8 +335,9 @@ class TransformerPrior(GridPrior, HubMixin):
         size, given, known = prepare_given(n, size, given, given_mask, self.num_embeddings, device)
         self._check_grid(size)
         cond = check_cond(cond, self.num_classes, n, device)
+        cond_map = self._check_cond_map("sample", cond_map, n, size, broadcast=True)
         sampler = self._sample_cached if method == "cached" else self._sample_naive
-        return sampler(given, known, cond, temperature, generator, top_k, top_p)
+        return sampler(given, known, cond, temperature, generator, top_k, top_p, cond_map)
 
     def _draw(self, logits, u, temperature, top_k, top_p) -> torch.Tensor:
         return draw_codes(filter_logits(logits, temperature, top_k, top_p), u, temperature)
@@ -299,6 +351,7 @@ class TransformerPrior(GridPrior, HubMixin):
         generator: torch.Generator | None,
         top_k: int | None = None,
         top_p: float | None = None,
+        cond_map: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The whole network once per unknown position: L passes over the whole sequence."""
         n, h, w = codes.shape
@@ -308,7 +361,8 @@ class TransformerPrior(GridPrior, HubMixin):
                 u = draw_uniform(n, generator, codes.device)
                 if bool(known[:, i, j].all()):
                     continue
-                logits = self.logits_from_embeddings(self.embed(codes), cond)[:, :, i, j]
+                logits = self.logits_from_embeddings(self.embed(codes), cond, cond_map)
+                logits = logits[:, :, i, j]
                 drawn = self._draw(logits, u, temperature, top_k, top_p)
                 codes[:, i, j] = torch.where(known[:, i, j], codes[:, i, j], drawn)
         return codes
@@ -322,6 +376,7 @@ class TransformerPrior(GridPrior, HubMixin):
         generator: torch.Generator | None,
         top_k: int | None = None,
         top_p: float | None = None,
+        cond_map: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One position at a time against cached keys and values: O(L) attention per position."""
         n, h, w = codes.shape
@@ -334,8 +389,9 @@ class TransformerPrior(GridPrior, HubMixin):
         caches = [
             (weight.new_zeros(shape), weight.new_zeros(shape)) for _ in range(self.num_layers)
         ]
-        positions = self.positions((h, w))  # (L, E)
-        token = self._start(cond, n) + positions[0]  # (n, 1, E)
+        # what joins the token fed at step t: pos(t) (+ the map's m(t)), (L, E) or (n, L, E)
+        slots = self._slots((h, w), cond_map).expand(n, length, -1)  # (n, L, E)
+        token = self._start(cond, n) + slots[:, None, 0]  # (n, 1, E)
         for t in range(length):
             u = draw_uniform(n, generator, flat.device)
             hidden = token
@@ -346,14 +402,15 @@ class TransformerPrior(GridPrior, HubMixin):
                 drawn = self._draw(logits, u, temperature, top_k, top_p)
                 flat[:, t] = torch.where(known[:, t], flat[:, t], drawn)
             if t + 1 < length:
-                token = self.embedding(flat[:, t])[:, None, :] + positions[t + 1]  # (n, 1, E)
+                token = self.embedding(flat[:, t])[:, None, :] + slots[:, None, t + 1]
         return flat.reshape(n, h, w)
 
     def extra_repr(self) -> str:
         return (
             f"num_embeddings={self.num_embeddings}, embed_dim={self.embed_dim}, "
             f"num_layers={self.num_layers}, num_heads={self.num_heads}, "
-            f"max_size={list(self.max_size)}, num_classes={self.num_classes}"
+            f"max_size={list(self.max_size)}, num_classes={self.num_classes}, "
+            f"cond_channels={self.cond_channels}"
         )
 
 
