@@ -9,6 +9,7 @@ uniform prior and the logit-Laplace likelihood. Its Appendix A.2 anneals the tem
 
 - ``annealed``: τ 1 → 1/16 (cosine over the run), KL weight 0 → the preset's ELBO weight 49/784
   (linear over the first quarter of the run) — DALL-E's recipe scaled down;
+- ``annealed_beta_6.6``: the same with DALL-E's β = 6.6 (KL weight 6.6·49/784);
 - ``no_kl``: constant τ = 1 and no KL term (``kl_weight`` 0) — what users report collapses.
 
 Reported on 2,000 test images (argmax codes, eval mode): PSNR and SSIM of the reconstructions,
@@ -47,6 +48,12 @@ def settings(steps: int) -> dict[str, list[dict]]:
              "steps": steps},
             {"name": "quantizer.kl_weight", "type": "linear", "start": 0.0,
              "end": ELBO_KL_WEIGHT, "steps": max(1, steps // 4)},
+        ],
+        "annealed_beta_6.6": [  # DALL-E's β = 6.6 on the ELBO's scale
+            {"name": "quantizer.temperature", "type": "cosine", "start": 1.0, "end": 1 / 16,
+             "steps": steps},
+            {"name": "quantizer.kl_weight", "type": "linear", "start": 0.0,
+             "end": 6.6 * ELBO_KL_WEIGHT, "steps": max(1, steps // 4)},
         ],
         "no_kl": [
             {"name": "quantizer.temperature", "type": "constant", "value": 1.0},

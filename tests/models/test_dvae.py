@@ -141,3 +141,46 @@ def test_dalle_preset_builds_at_256_px_and_runs_a_step():
     optimizer.step()
     assert torch.isfinite(out.loss)
     assert out.quantizer.indices.shape == (1, 32, 32)
+
+
+def test_a_dvae_run_trains_both_stages_evaluates_and_replays_its_schedules(tmp_path):
+    import json
+
+    from vqkit.train import TrainConfig
+    from vqkit.train.run import DataSpec, RunSpec, read_run_spec, train_run
+
+    shrink = {
+        "encoder": {"hidden_channels": 8, "residual_hidden_channels": 4},
+        "decoder": {"hidden_channels": 8, "residual_hidden_channels": 4},
+        "quantizer": {"codebook_size": 16},
+        "prior": {"hidden_channels": 8, "num_layers": 1, "head_channels": 8},
+    }
+    schedule = {"name": "quantizer.temperature", "type": "exponential", "start": 1.0,
+                "end": 0.5, "steps": 2}  # fmt: skip
+    settings = {"max_steps": 2, "epochs": None, "batch_size": 16, "progress": False}
+    spec = RunSpec(
+        data=DataSpec("digits", subset_fraction=0.05),
+        model="dvae-digits",
+        model_config=shrink,
+        train=TrainConfig(schedules=[schedule], **settings),
+        prior_train=TrainConfig(**settings),
+    )
+    result = train_run(spec, tmp_path / "run")
+    assert isinstance(result.model, DVAE)
+    assert result.model.decoder.out_channels == 2  # wired, not set to the data's 1 channel
+    assert {"psnr", "ssim", "codebook_usage"} <= set(result.metrics)
+    assert read_run_spec(tmp_path / "run").train.schedules == spec.train.schedules
+    lines = (tmp_path / "run").rglob("metrics.jsonl")
+    logged = [json.loads(x) for f in lines for x in f.read_text().splitlines()]
+    assert any("train/schedule/quantizer.temperature" in r for r in logged)
+
+
+def test_interpolate_ends_at_the_reconstructions():
+    model = _tiny().eval()
+    x1, x2 = torch.rand(2, 2, 8, 6), torch.rand(2, 2, 8, 6)
+    path = model.interpolate(x1, x2, steps=5)
+    assert path.shape == (2, 5, 2, 8, 6)
+    assert torch.equal(path[:, 0], model(x1).reconstruction)
+    assert torch.equal(path[:, -1], model(x2).reconstruction)
+    with pytest.raises(ValueError, match="same shape"):
+        model.interpolate(x1, x2[:1])

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vqkit._checks import check_choice, check_number, check_real_device
+from vqkit._checks import check_choice, check_number, check_positive_int, check_real_device
 from vqkit._registry import build, register
 from vqkit._utils import eval_mode
 from vqkit.losses.logit_laplace import DEFAULT_EPS, LogitLaplace
@@ -198,6 +198,27 @@ class DVAE(
         quantizer: Any = self.quantizer  # the quantizer contract: decode(indices)
         z_q = quantizer.decode(indices)  # (B, D, h, w)
         return self._reconstruction(self.decoder(z_q))
+
+    @torch.no_grad()
+    def interpolate(self, x1: torch.Tensor, x2: torch.Tensor, steps: int = 10) -> torch.Tensor:
+        """Decodes along the line between the encodings of ``x1`` and ``x2`` (B, C, H, W), each
+        point snapped to its argmax codes → (B, steps, C, H, W)."""
+        check_positive_int(type(self).__name__, "steps", steps)
+        _check_images(x1)
+        _check_images(x2)
+        if x1.shape != x2.shape:
+            raise ValueError(
+                f"interpolate needs two batches of the same shape, got {tuple(x1.shape)} and "
+                f"{tuple(x2.shape)}"
+            )
+        z1 = self.encoder(self._encoder_input(x1))  # (B, D, h, w)
+        z2 = self.encoder(self._encoder_input(x2))
+        t = torch.linspace(0, 1, steps, device=z1.device).view(1, steps, 1, 1, 1)
+        z = (z1[:, None] * (1 - t) + z2[:, None] * t).flatten(0, 1)  # (B·steps, D, h, w)
+        with eval_mode(self.quantizer):
+            quantized = self.quantizer(z).quantized
+        images = self._reconstruction(self.decoder(quantized))  # (B·steps, C, H, W)
+        return images.view(x1.shape[0], steps, *x1.shape[1:])
 
     def extra_repr(self) -> str:
         eps = f", logit_laplace_eps={self.likelihood.eps}" if self.likelihood is not None else ""

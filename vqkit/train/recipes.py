@@ -322,7 +322,9 @@ def write_pictures(
 
 def _interpolations(model: Any, x1: torch.Tensor, x2: torch.Tensor, steps: int):
     """``(B, steps, C, H, W)``: decodes along the line between two encodings."""
-    if model.family == "continuous":
+    from vqkit.models.dvae import DVAE  # dvae branch: its decoder emits likelihood parameters
+
+    if model.family == "continuous" or isinstance(model, DVAE):
         return model.interpolate(x1, x2, steps=steps)
     z1, z2 = model.encoder(x1), model.encoder(x2)  # (B, D, h, w)
     t = torch.linspace(0, 1, steps, device=z1.device).view(1, steps, 1, 1, 1)
