@@ -5,8 +5,8 @@
 ``p(top, bottom) = p(top) · p(bottom | top)``. The top prior is any prior over a grid of codes;
 the bottom prior is one that takes a spatial conditioning map (``cond_channels`` /
 ``cond_map``, e.g. ``GatedPixelCNN(cond_channels=...)``), here a small network of the top codes:
-an embedding, a 3×3 convolution and stride-2 transposed convolutions up to the bottom grid
-(the paper conditions its bottom PixelCNN on the top codes through such a "conditioning stack").
+an embedding, a 3×3 convolution and stride-2 transposed convolutions up to the bottom grid (the
+paper's bottom prior is conditioned on the top codes, §3.2; this small network is ours).
 
 The log-likelihood of a pair is the sum of the two levels', so ``loss`` reports the NLL per
 latent position over both grids and the terms of each level (``top_*`` / ``bottom_*``).
