@@ -170,7 +170,9 @@ def test_next_image_edit_a_code_and_see_the_reconstruction_change(browser, serve
     page.close()
 
 
-def test_report_html_opens_without_errors_and_shows_every_picture(browser, tiny_run, tmp_path):
+def test_report_html_opens_without_errors_and_shows_every_picture(browser, request, tmp_path):
+    source = os.environ.get("VQKIT_VIEWER_SOURCE")
+    tiny_run = Path(source) if source else request.getfixturevalue("tiny_run")
     errors: list[str] = []
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)

@@ -125,11 +125,11 @@ class _Views:
         return self.dataset_image(random.randrange(len(self.state)))
 
     def upload(self, picture: Any, record: dict[str, Any]) -> tuple[Any, ...]:
+        index = (record or {}).get("index") or 0
         if picture is None:
-            return (record, record["index"] or 0, *self.show(record))
-        x = self.state.prepare_upload(picture)
-        new = self.record(x, None)
-        return (new, record["index"] or 0, *self.show(new))
+            return (record, index, *self.show(_need(record)))
+        new = self.record(self.state.prepare_upload(picture), None)
+        return (new, index, *self.show(new))
 
     def paint(
         self, record: dict[str, Any], code: Any, brush: Any, xy: list[float]

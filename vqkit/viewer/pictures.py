@@ -186,7 +186,7 @@ def atlas_picture(state: ViewerState, *, columns: int = 16, scale: int | None = 
 
     images = state.code_images()
     counts = state.usage() if state.data is not None else None
-    s = scale or max(1, 48 // state.image_shape[1])
+    s = scale or max(1, 64 // state.image_shape[1])
     tile_h, tile_w = state.image_shape[1] * s, state.image_shape[2] * s
     cell_w, cell_h = max(tile_w, 44) + 6, tile_h + 28
     columns = min(columns, state.codebook_size)
