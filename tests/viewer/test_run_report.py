@@ -132,3 +132,20 @@ def test_vqkit_view_without_the_extra_names_the_install(tiny_run, capsys, monkey
     err = capsys.readouterr().err.strip()
     assert err == f"vqkit view: error: {view_cli.MISSING}"
     assert 'pip install "vqkit[viewer]"' in err
+
+
+def test_vqkit_view_builds_the_app_and_serves_it(tiny_run, capsys, monkeypatch):
+    pytest.importorskip("gradio")
+    import vqkit.viewer.app as app_module
+
+    served = {}
+    monkeypatch.setattr(app_module, "launch", lambda app, **kw: served.update(kw, app=app))
+    assert main(["view", str(tiny_run), "--port", "7999", "--data", "digits"]) == 0
+    assert served["host"] == "127.0.0.1"
+    assert served["port"] == 7999
+    assert served["block"]
+    out = capsys.readouterr().out
+    assert "http://127.0.0.1:7999" in out
+    assert "1797 images" in out
+    assert main(["view", str(tiny_run), "--data", "toy:gaussian_ring"]) == 2
+    assert "image_size applies to images" in capsys.readouterr().err

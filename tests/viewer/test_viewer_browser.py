@@ -118,6 +118,9 @@ def test_next_image_edit_a_code_and_see_the_reconstruction_change(browser, serve
 
     state, url = served
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    outside: list[str] = []  # the app must never reach the network
+    local = (url.rstrip("/"), "data:", "blob:")
+    page.on("request", lambda r: None if r.url.startswith(local) else outside.append(r.url))
     page.goto(url)
     recon = "#panel-reconstruction img"
     page.wait_for_selector(recon, timeout=30000)
@@ -153,6 +156,7 @@ def test_next_image_edit_a_code_and_see_the_reconstruction_change(browser, serve
     )
     assert title.startswith(f"row 0, column 0: code {new_code} (used ")
     _screenshot(page, tmp_path, "viewer.png", full_page=True)
+    assert outside == []
     page.get_by_role("tab", name="Codebook").click()
     page.wait_for_selector("#atlas img", timeout=30000)
     page.wait_for_timeout(300)
@@ -166,7 +170,9 @@ def test_next_image_edit_a_code_and_see_the_reconstruction_change(browser, serve
     page.close()
 
 
-def test_report_html_opens_without_errors_and_shows_every_picture(browser, tiny_run, tmp_path):
+def test_report_html_opens_without_errors_and_shows_every_picture(browser, request, tmp_path):
+    source = os.environ.get("VQKIT_VIEWER_SOURCE")
+    tiny_run = Path(source) if source else request.getfixturevalue("tiny_run")
     errors: list[str] = []
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)

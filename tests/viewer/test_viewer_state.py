@@ -18,6 +18,7 @@ import vqkit
 from vqkit.data import ArrayDataset
 from vqkit.train.metrics import ssim
 from vqkit.viewer import ViewerState, code_grid_svg, edit_codes, load_viewer_state, save_png
+from vqkit.viewer.pictures import atlas_picture, panel, usage_histogram
 
 
 @pytest.fixture
@@ -207,15 +208,15 @@ def test_the_code_grid_svg_tells_each_cell_and_its_usage(state, images):
 
 
 def test_pictures_and_an_atomic_png(state, images, tmp_path):
-    panel = state.panel(state.analyse(images[0]))
-    assert panel.width > 4 * 8 * state.display_scale(160)
-    path = save_png(panel, tmp_path / "out" / "panel.png")
-    assert Image.open(path).size == panel.size
+    picture = panel(state, state.analyse(images[0]))
+    assert picture.width > 4 * 8 * state.display_scale(160)
+    path = save_png(picture, tmp_path / "out" / "panel.png")
+    assert Image.open(path).size == picture.size
     assert [p.name for p in path.parent.iterdir()] == ["panel.png"]  # no temporary left
     with pytest.raises(ValueError, match=r"\.png"):
-        save_png(panel, tmp_path / "panel.jpg")
-    assert state.usage_histogram().width > 300
-    assert state.atlas_picture().height > 8
+        save_png(picture, tmp_path / "panel.jpg")
+    assert usage_histogram(state).width > 300
+    assert atlas_picture(state).height > 8
 
 
 def test_bad_input_is_refused(state, model, images):

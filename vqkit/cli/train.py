@@ -381,3 +381,4 @@ def report(result) -> None:
         print(f"  {name}: {path}")
     print(f"model: {result.model_dir}  (load with vqkit.load_run_model({str(result.out_dir)!r}))")
     print(f"metrics file: {result.out_dir / 'metrics.json'}")
+    print(f"report: {result.out_dir / 'report.html'}  (metrics, pictures and config on one page)")

@@ -44,6 +44,7 @@ td.num { text-align: right; }
 figure { margin: 1rem 0 2rem 0; }
 figure img { max-width: 100%; image-rendering: pixelated; border: 1px solid #ddd; }
 figcaption { color: #444; font-size: 0.9rem; }
+summary { cursor: pointer; color: #333; }
 pre { background: #f6f6f6; padding: 0.8rem; overflow-x: auto; font-size: 0.8rem; }
 """
 
@@ -151,7 +152,10 @@ def report_html(run: str | Path) -> str:
     body.extend([_figure(p) for p in curves] or ["<p>No loss curves.</p>"])
     body.append('<h2 id="config">Configuration (config.json)</h2>')
     config_text = json.dumps(config, indent=2, sort_keys=True, default=str)
-    body.append(f"<pre>{html.escape(config_text)}</pre>")
+    body.append(
+        f"<details><summary>the resolved settings of the run</summary>"
+        f"<pre>{html.escape(config_text)}</pre></details>"
+    )
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'

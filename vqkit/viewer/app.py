@@ -26,7 +26,9 @@ from typing import Any
 
 import torch
 
-from vqkit.viewer.state import Analysis, ViewerState, code_grid_svg, edit_codes, save_png
+from vqkit.viewer import pictures
+from vqkit.viewer.pictures import code_grid_svg, save_png
+from vqkit.viewer.state import Analysis, ViewerState, edit_codes
 
 __all__ = ["build_app", "launch", "to_array"]
 
@@ -102,7 +104,7 @@ class _Views:
             to_array(analysis.input, self.scale),
             to_array(analysis.reconstruction, self.scale),
             to_array(analysis.difference, self.scale),
-            to_array(s.code_map(analysis.indices, self.scale)),
+            to_array(pictures.code_map(s, analysis.indices, self.scale)),
             figures,
             f'<div id="code-grid-box">{svg}</div>',
         )
@@ -123,11 +125,11 @@ class _Views:
         return self.dataset_image(random.randrange(len(self.state)))
 
     def upload(self, picture: Any, record: dict[str, Any]) -> tuple[Any, ...]:
+        index = (record or {}).get("index") or 0
         if picture is None:
-            return (record, record["index"] or 0, *self.show(record))
-        x = self.state.prepare_upload(picture)
-        new = self.record(x, None)
-        return (new, record["index"] or 0, *self.show(new))
+            return (record, index, *self.show(_need(record)))
+        new = self.record(self.state.prepare_upload(picture), None)
+        return (new, index, *self.show(new))
 
     def paint(
         self, record: dict[str, Any], code: Any, brush: Any, xy: list[float]
@@ -156,25 +158,27 @@ class _Views:
         where = f"image{record['index']}" if record["index"] is not None else "upload"
         edited = "-edited" if analysis.edited else ""
         path = self.out_dir / f"{self.state.name}-{where}{edited}.png"
-        return str(save_png(self.state.panel(analysis), path))
+        return str(save_png(pictures.panel(self.state, analysis), path))
 
     def patches(self, code: Any) -> tuple[Any, Any]:
         s = self.state
         k = _whole(code, "code")
-        decoded = s.grid_picture(s.code_images([k]), title=f"code {k} filling the grid", nrow=1)
+        decoded = pictures.grid_picture(
+            s, s.code_images([k]), title=f"code {k} filling the grid", nrow=1
+        )
         found = s.top_patches(k, 8)
         if not found:
             return _pil_array(decoded), None
         patches = torch.stack([_pad_to(p["patch"], found) for p in found])
         where = ", ".join(f"#{p['image']}" for p in found)
         title = f"code {k}: images using it most ({where}), the cell and its neighbours"
-        return _pil_array(decoded), _pil_array(s.grid_picture(patches, title=title))
+        return _pil_array(decoded), _pil_array(pictures.grid_picture(s, patches, title=title))
 
     def samples(self, temperature: Any, seed: Any, num: Any) -> Any:
         seed = _whole(seed, "seed")
         _, images = self.state.sample(int(num), temperature=float(temperature), seed=seed)
         title = f"prior samples, temperature {float(temperature):g}, seed {seed}"
-        return _pil_array(self.state.grid_picture(images, title=title))
+        return _pil_array(pictures.grid_picture(self.state, images, title=title))
 
     def completions(self, record: dict[str, Any], keep: Any, temperature: Any, seed: Any) -> Any:
         record = _need(record)
@@ -188,7 +192,7 @@ class _Views:
         )
         kept = s.decode(record["codes"])
         title = f"the image's codes (left), then 7 completions keeping its top {int(keep)} rows"
-        return _pil_array(s.grid_picture(torch.cat([kept[None], images]), title=title))
+        return _pil_array(pictures.grid_picture(s, torch.cat([kept[None], images]), title=title))
 
 
 def _pad_to(patch: torch.Tensor, found: list[dict[str, Any]]) -> torch.Tensor:
@@ -226,16 +230,28 @@ def build_app(state: ViewerState, *, out_dir: str | Path | None = None) -> Any:
             f"({len(state)} images) · prior {info['prior']}"
         )
         with gr.Tab("Image"):
-            with gr.Row():
-                index = gr.Number(
-                    value=0, precision=0, label="image index", minimum=0, elem_id="image-index"
-                )
-                go = gr.Button("show", elem_id="go-button")
-                prev = gr.Button("◀ previous", elem_id="prev-button")
-                nxt = gr.Button("next ▶", elem_id="next-button")
-                rnd = gr.Button("random", elem_id="random-button")
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=4):
+                    with gr.Row():
+                        index = gr.Number(
+                            value=0,
+                            precision=0,
+                            label="image index",
+                            minimum=0,
+                            elem_id="image-index",
+                        )
+                        go = gr.Button("show", elem_id="go-button")
+                    with gr.Row():
+                        prev = gr.Button("◀ previous", elem_id="prev-button")
+                        nxt = gr.Button("next ▶", elem_id="next-button")
+                        rnd = gr.Button("random", elem_id="random-button")
                 upload = gr.Image(
-                    type="pil", label="upload an image", sources=["upload"], elem_id="upload"
+                    type="pil",
+                    label="or upload an image (resized to the model's size)",
+                    sources=["upload"],
+                    height=150,
+                    scale=1,
+                    elem_id="upload",
                 )
             with gr.Row():
                 panels = [
@@ -291,13 +307,13 @@ def build_app(state: ViewerState, *, out_dir: str | Path | None = None) -> Any:
         with gr.Tab("Codebook"):
             if has_data:
                 gr.Image(
-                    _pil_array(state.usage_histogram()),
+                    _pil_array(pictures.usage_histogram(state)),
                     label="codebook usage",
                     interactive=False,
                     elem_id="usage-histogram",
                 )
             gr.Image(
-                _pil_array(state.atlas_picture()),
+                _pil_array(pictures.atlas_picture(state)),
                 label="code atlas",
                 interactive=False,
                 elem_id="atlas",
