@@ -92,7 +92,10 @@ def main() -> None:
         model.push_to_hub("user/smoke")
         names = sorted(uploaded)
         check(names == ["README.md", "config.json", "model.safetensors"], f"uploaded {names}")
-        check(json.loads(uploaded["config.json"]) == model.hub_config, "uploaded config differs")
+        pushed = json.loads(uploaded["config.json"])
+        check(pushed.get("_class_name") == type(model).__name__, f"_class_name {pushed!r}")
+        pushed = {k: v for k, v in pushed.items() if not k.startswith("_")}
+        check(pushed == model.hub_config, "uploaded config differs")
 
         # What was pushed is what a user downloads: serve it from an offline Hub cache.
         snapshot = tmp / "cache" / "models--user--smoke" / "snapshots" / ("0" * 40)
