@@ -253,6 +253,7 @@ class VectorQuantizer(nn.Module):
             self.register_buffer("initialized", torch.zeros((), dtype=torch.bool, device=device))
             self.register_load_state_dict_post_hook(_sync_initialized_flag)
         self._initialized = False  # Python mirror of `initialized`: no tensor read in forward
+        self._step_debias: Tensor | None = None  # 1 − γ^t while a training step's policy runs
 
         self.dead_code = DeadCodeReseed(self.dead_code_threshold)  # the "dead_codes" detector
         self.reinit: ReseedPolicy | None = None
@@ -319,7 +320,8 @@ class VectorQuantizer(nn.Module):
         Shape:
             - mask: (K,) bool; vectors: (K, codebook_dim); usage: scalar or (K,)
         """
-        usage_debias = self._usage_debias()
+        # 1 − γ^t of this step: the training update's own value while its policy runs
+        usage_debias = self._step_debias if self._step_debias is not None else self._usage_debias()
         rows = mask[:, None]  # (K, 1)
         _where_(rows, vectors, self.embed)
         _where_(mask, usage * usage_debias, self.usage)
@@ -559,7 +561,11 @@ class VectorQuantizer(nn.Module):
         metrics["dead_codes"] = dead.sum().float()
         if self.reinit is not None:
             batch = ReseedBatch(z, counts, n, dead, level, closest, sync)
-            metrics["reseeded"] = self.reinit.update(self, batch)
+            self._step_debias = usage_debias
+            try:
+                metrics["reseeded"] = self.reinit.update(self, batch)
+            finally:
+                self._step_debias = None
         else:
             metrics["reseeded"] = z.new_zeros(())
         return metrics
