@@ -619,7 +619,9 @@ class VectorQuantizer(nn.Module):
 def _where_(mask: Tensor, value: Tensor | float, target: Tensor) -> None:
     """``target ← where(mask, value, target)`` in place: eager writes into ``target`` directly
     (no temporary and copy); under ``torch.compile`` the out-of-place form traces."""
-    if isinstance(value, Tensor) and value.dtype != target.dtype:
+    if not isinstance(value, Tensor):
+        value = torch.tensor(value, dtype=target.dtype, device=target.device)
+    elif value.dtype != target.dtype:
         value = value.to(target.dtype)  # what the copy into target did
     if torch.compiler.is_compiling():
         target.copy_(torch.where(mask, value, target))
