@@ -87,7 +87,7 @@ class _Uint8Batches(Dataset):
         return self.dataset.read_batch(indices, as_uint8=True)
 
 
-def _whole_batch(batch: torch.Tensor) -> torch.Tensor:
+def _whole_batch(batch: Any) -> Any:
     """collate_fn for ``__getitems__`` batches that are already one tensor."""
     return batch
 

@@ -267,6 +267,7 @@ class VectorQuantizer(nn.Module):
             self.register_buffer("initialized", torch.zeros((), dtype=torch.bool, device=device))
             self.register_load_state_dict_post_hook(_sync_initialized_flag)
         self._initialized = False  # Python mirror of `initialized`: no tensor read in forward
+        self._step_debias: Tensor | None = None  # 1 − γ^t while a training step's policy runs
 
         self.dead_code = DeadCodeReseed(self.dead_code_threshold)  # the "dead_codes" detector
         self.reinit: ReseedPolicy | None = None
@@ -333,7 +334,8 @@ class VectorQuantizer(nn.Module):
         Shape:
             - mask: (K,) bool; vectors: (K, codebook_dim); usage: scalar or (K,)
         """
-        usage_debias = self._usage_debias()
+        # 1 − γ^t of this step: the training update's own value while its policy runs
+        usage_debias = self._step_debias if self._step_debias is not None else self._usage_debias()
         rows = mask[:, None]  # (K, 1)
         _where_(rows, vectors, self.embed)
         _where_(mask, usage * usage_debias, self.usage)
@@ -573,7 +575,11 @@ class VectorQuantizer(nn.Module):
         metrics["dead_codes"] = dead.sum().float()
         if self.reinit is not None:
             batch = ReseedBatch(z, counts, n, dead, level, closest, sync)
-            metrics["reseeded"] = self.reinit.update(self, batch)
+            self._step_debias = usage_debias
+            try:
+                metrics["reseeded"] = self.reinit.update(self, batch)
+            finally:
+                self._step_debias = None
         else:
             metrics["reseeded"] = z.new_zeros(())
         return metrics
@@ -627,7 +633,9 @@ class VectorQuantizer(nn.Module):
 def _where_(mask: Tensor, value: Tensor | float, target: Tensor) -> None:
     """``target ← where(mask, value, target)`` in place: eager writes into ``target`` directly
     (no temporary and copy); under ``torch.compile`` the out-of-place form traces."""
-    if isinstance(value, Tensor) and value.dtype != target.dtype:
+    if not isinstance(value, Tensor):
+        value = torch.tensor(value, dtype=target.dtype, device=target.device)
+    elif value.dtype != target.dtype:
         value = value.to(target.dtype)  # what the copy into target did
     if torch.compiler.is_compiling():
         target.copy_(torch.where(mask, value, target))
