@@ -5,7 +5,7 @@ trained with the Gumbel-softmax relaxation (Jang et al. 2016, arXiv:1611.01144),
 uniform prior and the logit-Laplace likelihood. Its Appendix A.2 anneals the temperature τ from
 1 to 1/16 (cosine) and warms the KL weight β up from 0. This script trains the small
 ``dvae-fashion-mnist`` preset (7×7 grid, K = 512) with ``vqkit.Trainer`` and
-``TrainConfig.schedules`` under two settings with the same seed and number of steps:
+``TrainConfig.schedules`` under three settings with the same seed and number of steps:
 
 - ``annealed``: τ 1 → 1/16 (cosine over the run), KL weight 0 → the preset's ELBO weight 49/784
   (linear over the first quarter of the run) — DALL-E's recipe scaled down;
@@ -93,7 +93,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--train-images", type=int, default=20000)
     parser.add_argument("--test-images", type=int, default=2000)
-    parser.add_argument("--settings", nargs="+", default=["annealed", "no_kl"])
+    parser.add_argument("--settings", nargs="+", default=["annealed", "annealed_beta_6.6", "no_kl"])
     parser.add_argument("--out", default="runs/fashion-mnist-dvae")
     parser.add_argument("--pictures", default="docs/img/dvae")
     parser.add_argument("--threads", type=int, default=None)
