@@ -22,6 +22,7 @@ import html
 import os
 import random
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -366,16 +367,31 @@ def build_app(state: ViewerState, *, out_dir: str | Path | None = None) -> Any:
     return app
 
 
-def launch(app: Any, *, host: str = "127.0.0.1", port: int | None = None, block: bool = True):
-    """Serve ``app`` on ``host:port`` (no share link, no browser, no analytics); returns at once
-    with ``block=False`` (close it with ``app.close()``)."""
+def launch(
+    app: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    block: bool = True,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Serve ``app`` on ``host:port`` (no share link, no browser, no analytics).
+
+    ``on_ready`` is called once the server listens (a port in use raises ``OSError`` before).
+    With ``block=False`` it returns at once (close the server with ``app.close()``); otherwise
+    it serves until Ctrl-C.
+    """
     _gradio()
-    return app.launch(
+    app.launch(
         server_name=host,
         server_port=port,
         share=False,
         inbrowser=False,
-        prevent_thread_lock=not block,
+        prevent_thread_lock=True,
         quiet=True,
         show_error=True,
     )
+    if on_ready is not None:
+        on_ready()
+    if block:
+        app.block_thread()
