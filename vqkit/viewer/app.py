@@ -381,7 +381,14 @@ def launch(
     With ``block=False`` it returns at once (close the server with ``app.close()``); otherwise
     it serves until Ctrl-C.
     """
+    import inspect
+
     _gradio()
+    options: dict[str, Any] = {}
+    if "_frontend" in inspect.signature(app.launch).parameters:
+        # Gradio's own reachability check gives up after one 3 s request, which a loaded machine
+        # can exceed; the patient check below replaces it.
+        options["_frontend"] = False
     app.launch(
         server_name=host,
         server_port=port,
@@ -390,8 +397,31 @@ def launch(
         prevent_thread_lock=True,
         quiet=True,
         show_error=True,
+        **options,
     )
+    _wait_until_served(app, timeout=120.0)
     if on_ready is not None:
         on_ready()
     if block:
         app.block_thread()
+
+
+def _wait_until_served(app: Any, *, timeout: float) -> None:
+    """Return once the app's page answers on its local URL; ``OSError`` after ``timeout``."""
+    import time
+    import urllib.request
+
+    url = app.local_url
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with direct.open(url, timeout=10) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            app.close()
+            raise OSError(f"the viewer started but {url} did not answer within {timeout:g} s")
+        time.sleep(0.25)
