@@ -139,7 +139,12 @@ def test_vqkit_view_builds_the_app_and_serves_it(tiny_run, capsys, monkeypatch):
     import vqkit.viewer.app as app_module
 
     served = {}
-    monkeypatch.setattr(app_module, "launch", lambda app, **kw: served.update(kw, app=app))
+
+    def fake_launch(app, **kw):
+        served.update(kw, app=app)
+        kw["on_ready"]()
+
+    monkeypatch.setattr(app_module, "launch", fake_launch)
     assert main(["view", str(tiny_run), "--port", "7999", "--data", "digits"]) == 0
     assert served["host"] == "127.0.0.1"
     assert served["port"] == 7999

@@ -30,7 +30,7 @@ def test_next_paint_undo_and_save(views, model, images, tmp_path):
     edited[3, 0] = code
     assert torch.equal(record["codes"], edited)
     assert np.array_equal(shown[1], to_array(model.decode_indices(edited[None])[0].clamp(0, 1), s))
-    assert "1** cells edited" in shown[4]
+    assert "**1** cell edited" in shown[4]
     record, *_ = views.paint(record, 0, 3, [4 * s + 1.0, 4 * s + 1.0])  # a 3×3 brush at (2, 2)
     assert torch.equal(record["codes"][1:4, 1:4], torch.zeros(3, 3, dtype=torch.long))
     path = views.save(record)

@@ -142,7 +142,7 @@ def test_next_image_edit_a_code_and_see_the_reconstruction_change(browser, serve
     assert box is not None
     page.mouse.click(box["x"] + 3, box["y"] + 3)  # the top-left cell
     page.wait_for_function(
-        "() => document.querySelector('#figures').innerText.includes('1 cells edited')",
+        "() => document.querySelector('#figures').innerText.includes('1 cell edited')",
         timeout=30000,
     )
     page.wait_for_timeout(300)
@@ -159,12 +159,16 @@ def test_next_image_edit_a_code_and_see_the_reconstruction_change(browser, serve
     assert outside == []
     page.get_by_role("tab", name="Codebook").click()
     page.wait_for_selector("#atlas img", timeout=30000)
+    page.click("#patches-button")
+    page.wait_for_selector("#patches img", timeout=30000)
     page.wait_for_timeout(300)
     _screenshot(page, tmp_path, "viewer-codebook.png", full_page=True)
     if state.model.prior is not None:
         page.get_by_role("tab", name="Prior").click()
         page.click("#sample-button")
         page.wait_for_selector("#samples img", timeout=30000)
+        page.click("#complete-button")
+        page.wait_for_selector("#completed img", timeout=30000)
         page.wait_for_timeout(300)
         _screenshot(page, tmp_path, "viewer-prior.png", full_page=True)
     page.close()

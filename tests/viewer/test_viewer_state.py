@@ -262,3 +262,18 @@ def test_load_a_saved_model_folder(model, tmp_path):
         load_viewer_state(tmp_path / "missing")
     with pytest.raises(ValueError, match=r"no config\.json"):
         load_viewer_state(tmp_path)
+
+
+@pytest.mark.parametrize("preset", ["vqvae-digits", "vqgan-digits"])
+def test_any_discrete_family_through_the_contract(preset):
+    torch.manual_seed(0)
+    model = vqkit.create_model(preset).eval()
+    data = ArrayDataset(torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(0)))
+    state = ViewerState(model, data)
+    shown = state.analyse(data[4])
+    assert torch.equal(shown.indices, model.encode_indices(data[4][None])[0])
+    edited = edit_codes(shown.indices, 0, 0, (int(shown.indices[0, 0]) + 1) % 32, 32)
+    with torch.no_grad():
+        expected = model.decode_indices(edited[None])[0].clamp(0, 1)
+    assert torch.equal(state.analyse(data[4], edited).reconstruction, expected)
+    assert int(state.usage().sum()) == 5 * 16

@@ -86,13 +86,16 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, TypeError, KeyError) as exc:
         raise CLIError(one_line(exc)) from exc
     app = build_app(state)
-    print(
-        f"vqkit view: {state.name} ({state.describe()['class']}, K = {state.codebook_size}, "
-        f"{len(state)} images) on http://{args.host}:{args.port} (Ctrl-C to stop)",
-        flush=True,
-    )
+
+    def ready() -> None:
+        print(
+            f"vqkit view: {state.name} ({state.describe()['class']}, K = {state.codebook_size}, "
+            f"{len(state)} images) on http://{args.host}:{args.port} (Ctrl-C to stop)",
+            flush=True,
+        )
+
     try:
-        launch(app, host=args.host, port=args.port, block=True)
+        launch(app, host=args.host, port=args.port, block=True, on_ready=ready)
     except OSError as exc:
         raise CLIError(
             f"cannot serve on {args.host}:{args.port} ({one_line(exc)}); choose another --port",

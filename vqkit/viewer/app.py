@@ -18,9 +18,11 @@ before it is imported and nothing is fetched from the network.
 
 from __future__ import annotations
 
+import html
 import os
 import random
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +96,8 @@ class _Views:
         analysis = s.analyse(record["x"], record["codes"])
         usage = s.usage() if s.data is not None else None
         where = f"image {record['index']} of {len(s)}" if record["index"] is not None else "upload"
-        edited = f" · **{analysis.edited}** cells edited" if analysis.edited else ""
+        cells = "cell" if analysis.edited == 1 else "cells"
+        edited = f" · **{analysis.edited}** {cells} edited" if analysis.edited else ""
         figures = (
             f"{where} · PSNR **{analysis.psnr:.2f} dB** · SSIM **{analysis.ssim:.3f}**{edited}"
         )
@@ -171,8 +174,9 @@ class _Views:
             return _pil_array(decoded), None
         patches = torch.stack([_pad_to(p["patch"], found) for p in found])
         where = ", ".join(f"#{p['image']}" for p in found)
-        title = f"code {k}: images using it most ({where}), the cell and its neighbours"
-        return _pil_array(decoded), _pil_array(pictures.grid_picture(s, patches, title=title))
+        title = f"code {k}: its cell and neighbours in images {where}"
+        picture = pictures.grid_picture(s, patches, title=title, target=72)
+        return _pil_array(decoded), _pil_array(picture)
 
     def samples(self, temperature: Any, seed: Any, num: Any) -> Any:
         seed = _whole(seed, "seed")
@@ -253,21 +257,30 @@ def build_app(state: ViewerState, *, out_dir: str | Path | None = None) -> Any:
                     scale=1,
                     elem_id="upload",
                 )
+            panels = []
             with gr.Row():
-                panels = [
-                    gr.Image(value=v, label=label, interactive=False, elem_id=elem, format="png")
-                    for v, label, elem in zip(
-                        shown[:4],
-                        [
-                            "input",
-                            "reconstruction (decoded codes)",
-                            "|input − reconstruction|",
-                            "code indices (click to paint)",
-                        ],
-                        ["panel-input", "panel-reconstruction", "panel-difference", "panel-codes"],
-                        strict=True,
-                    )
-                ]
+                for value, label, elem in zip(
+                    shown[:4],
+                    [
+                        "input",
+                        "reconstruction (decoded codes)",
+                        "|input − reconstruction|",
+                        "code indices: click a cell to paint",
+                    ],
+                    ["panel-input", "panel-reconstruction", "panel-difference", "panel-codes"],
+                    strict=True,
+                ):
+                    with gr.Column(min_width=160):
+                        gr.HTML(f"<b>{html.escape(label)}</b>")
+                        panels.append(
+                            gr.Image(
+                                value=value,
+                                show_label=False,
+                                interactive=False,
+                                elem_id=elem,
+                                format="png",
+                            )
+                        )
             figures = gr.Markdown(shown[4], elem_id="figures")
             with gr.Row():
                 grid = gr.HTML(shown[5], label="codes (hover a cell)", elem_id="code-grid-html")
@@ -285,7 +298,7 @@ def build_app(state: ViewerState, *, out_dir: str | Path | None = None) -> Any:
                     )
                     reset = gr.Button("undo all edits", elem_id="reset-button")
                     save = gr.Button("save panel as PNG", elem_id="save-button")
-                    saved = gr.File(label="saved panel", elem_id="saved-file")
+                    saved = gr.File(label="saved panel", height=90, elem_id="saved-file")
         outputs = [record, index, *panels, figures, grid]
         go.click(views.dataset_image, [index], outputs)
         index.submit(views.dataset_image, [index], outputs)
@@ -321,12 +334,19 @@ def build_app(state: ViewerState, *, out_dir: str | Path | None = None) -> Any:
             if has_data:
                 with gr.Row():
                     atlas_code = gr.Number(
-                        value=0, precision=0, minimum=0, maximum=k - 1, label="code", scale=1
+                        value=int(state.usage().argmax()),  # the most used code
+                        precision=0,
+                        minimum=0,
+                        maximum=k - 1,
+                        label="code",
+                        scale=1,
                     )
                     show_code = gr.Button("show its patches", elem_id="patches-button")
                 with gr.Row():
-                    decoded = gr.Image(label="the code decoded", interactive=False)
-                    patches = gr.Image(label="patches that use it most", interactive=False)
+                    decoded = gr.Image(
+                        label="the code decoded", interactive=False, elem_id="decoded"
+                    )
+                    patches = gr.Image(show_label=False, interactive=False, elem_id="patches")
                 show_code.click(views.patches, [atlas_code], [decoded, patches])
         with gr.Tab("Prior"):
             if not has_prior:
@@ -347,16 +367,61 @@ def build_app(state: ViewerState, *, out_dir: str | Path | None = None) -> Any:
     return app
 
 
-def launch(app: Any, *, host: str = "127.0.0.1", port: int | None = None, block: bool = True):
-    """Serve ``app`` on ``host:port`` (no share link, no browser, no analytics); returns at once
-    with ``block=False`` (close it with ``app.close()``)."""
+def launch(
+    app: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    block: bool = True,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Serve ``app`` on ``host:port`` (no share link, no browser, no analytics).
+
+    ``on_ready`` is called once the server listens (a port in use raises ``OSError`` before).
+    With ``block=False`` it returns at once (close the server with ``app.close()``); otherwise
+    it serves until Ctrl-C.
+    """
+    import inspect
+
     _gradio()
-    return app.launch(
+    options: dict[str, Any] = {}
+    if "_frontend" in inspect.signature(app.launch).parameters:
+        # Gradio's own reachability check gives up after one 3 s request, which a loaded machine
+        # can exceed; the patient check below replaces it.
+        options["_frontend"] = False
+    app.launch(
         server_name=host,
         server_port=port,
         share=False,
         inbrowser=False,
-        prevent_thread_lock=not block,
+        prevent_thread_lock=True,
         quiet=True,
         show_error=True,
+        **options,
     )
+    _wait_until_served(app, timeout=120.0)
+    if on_ready is not None:
+        on_ready()
+    if block:
+        app.block_thread()
+
+
+def _wait_until_served(app: Any, *, timeout: float) -> None:
+    """Return once the app's page answers on its local URL; ``OSError`` after ``timeout``."""
+    import time
+    import urllib.request
+
+    url = app.local_url
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with direct.open(url, timeout=10) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            app.close()
+            raise OSError(f"the viewer started but {url} did not answer within {timeout:g} s")
+        time.sleep(0.25)

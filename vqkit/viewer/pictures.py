@@ -127,7 +127,8 @@ def panel(state: ViewerState, analysis: Analysis, *, scale: int | None = None) -
     s = scale or state.display_scale(160)
     tiles = [analysis.input, analysis.reconstruction, analysis.difference]
     tiles = [t.expand(3, -1, -1) if t.shape[0] == 1 else t for t in tiles]
-    edited = f" ({analysis.edited} cells edited)" if analysis.edited else ""
+    cells = "cell" if analysis.edited == 1 else "cells"
+    edited = f" ({analysis.edited} {cells} edited)" if analysis.edited else ""
     titles = [
         "input",
         "reconstruction" + (" (edited)" if analysis.edited else ""),
@@ -204,7 +205,18 @@ def atlas_picture(state: ViewerState, *, columns: int = 16, scale: int | None = 
     return canvas
 
 
-def grid_picture(state: ViewerState, images: torch.Tensor, *, title: str, nrow: int = 8) -> Any:
-    """Images ``(N, C, H, W)`` tiled with a title (a Pillow image)."""
-    s = max(1, 64 // state.image_shape[1])
-    return labelled(image_grid(images, nrow=nrow, scale=s), title=title)
+def grid_picture(
+    state: ViewerState, images: torch.Tensor, *, title: str, nrow: int = 8, target: int = 96
+) -> Any:
+    """Images ``(N, C, H, W)`` tiled with a title (a Pillow image), each shown about ``target``
+    pixels high."""
+    from PIL import Image, ImageDraw
+
+    s = max(1, target // images.shape[-2])
+    grid = image_grid(images, nrow=nrow, scale=s).convert("RGB")
+    text = int(ImageDraw.Draw(grid).textlength(title)) + 12
+    if text > grid.width:  # a title wider than the tiles widens the picture, never is cut
+        wide = Image.new("RGB", (text, grid.height), "white")
+        wide.paste(grid, (0, 0))
+        grid = wide
+    return labelled(grid, title=title)
