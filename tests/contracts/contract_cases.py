@@ -778,3 +778,32 @@ for _name, _preset in VQVAE2_PRESETS.items():
         lambda n=_name, s=_shrink: vqkit.create_model(n, **s, prior=None, image_size=[8, 12]),
         _channels,
     )
+
+# ------------------------------------------------------- branch ldm: the latent diffusion prior
+def _latent_diffusion() -> nn.Module:
+    import pytest
+
+    pytest.importorskip("diffusers")  # the optional extra vqkit[diffusion]
+    spec = {
+        "type": "latent_diffusion",
+        "channels": 3,
+        "block_out_channels": [8, 16],
+        "layers_per_block": 1,
+        "norm_num_groups": 4,
+        "attention_head_dim": 4,
+        "scale_factor": 0.5,
+    }
+    return vqkit.build("prior", spec)
+
+
+PRIOR_CASES["latent_diffusion"] = Case(
+    build=_latent_diffusion,
+    inputs=_randn(2, 3, 5, 3),  # pre-quantisation latents (B, D, h, w); odd sizes are padded
+    bad={
+        "codes": _codes(5, 2, 5, 3),
+        "wrong channels": _randn(2, 4, 5, 3),
+        "NaN": _nan(2, 3, 5, 3),
+        "meta device": META,
+    },
+    sample=lambda m, g: m.sample(2, (5, 3), steps=3, generator=g),
+)

@@ -37,13 +37,25 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> argparse.Arg
     o = s.add_argument_group(
         "prior sampling options (only for priors whose sample() takes them)",
         "transformer: --top-k, --top-p; maskgit: --steps, --choice-temperature, "
-        "--guidance-scale (class-conditional priors)",
+        "--guidance-scale (class-conditional priors); latent_diffusion: --steps, --sampler, "
+        "--eta",
     )
     o.add_argument("--top-k", type=positive_int, default=None, help="keep the k likeliest codes")
     o.add_argument(
         "--top-p", type=unit_interval, default=None, help="nucleus: smallest set with mass >= p"
     )
-    o.add_argument("--steps", type=positive_int, default=None, help="MaskGIT decoding steps")
+    o.add_argument(
+        "--steps", type=positive_int, default=None, help="MaskGIT / diffusion sampling steps"
+    )
+    o.add_argument(
+        "--sampler", choices=("ddim", "ddpm"), default=None, help="latent diffusion: the sampler"
+    )
+    o.add_argument(
+        "--eta",
+        type=non_negative_float,
+        default=None,
+        help="latent diffusion: DDIM's eta (0: deterministic, 1: DDPM-like noise)",
+    )
     o.add_argument(
         "--choice-temperature",
         type=non_negative_float,
@@ -68,6 +80,8 @@ SAMPLE_OPTIONS = {
     "--steps": "steps",
     "--choice-temperature": "choice_temperature",
     "--guidance-scale": "guidance_scale",
+    "--sampler": "sampler",
+    "--eta": "eta",
 }
 
 
@@ -132,15 +146,7 @@ def draw(model, num: int, *, seed: int = 0, temperature: float = 1.0, options=No
                 f"{', '.join(refused)} do(es) not apply to the {type(prior).__name__} prior "
                 f"(it takes {', '.join(offered) or 'none of the sampling options'})"
             )
-        with torch.no_grad():
-            codes = prior.sample(
-                num,
-                tuple(model.latent_size),
-                temperature=temperature,
-                generator=generator,
-                **options,
-            )  # (num, h, w)
-            return model.decode_indices(codes)
+        return model.generate(num, generator=generator, temperature=temperature, **options)
     if options:
         raise CLIError(
             f"{', '.join(flags.get(k, k) for k in options)} apply to priors over codes, not to "

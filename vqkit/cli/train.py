@@ -162,6 +162,13 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> argparse.Arg
         help="prior early stopping patience (0: off)",
     )
     p.add_argument(
+        "--prior",
+        default=None,
+        metavar="NAME",
+        help="a registered prior replacing the model's (e.g. latent_diffusion, which trains on "
+        "the pre-quantisation latents); its settings come from --model-config's 'prior'",
+    )
+    p.add_argument(
         "--no-prior",
         action="store_true",
         help="no prior: the model is built without one (nothing to sample from)",
@@ -236,6 +243,12 @@ def spec_from_args(args: argparse.Namespace):
     )
     model_config = dict(args.model_config or {})
     prior_train = None
+    if args.prior is not None:
+        if args.no_prior:
+            raise CLIError("--prior and --no-prior contradict each other; give one of them")
+        _check_prior_name(args.prior)
+        given = model_config.get("prior")
+        model_config["prior"] = {**(given if isinstance(given, dict) else {}), "type": args.prior}
     if args.no_prior:
         model_config["prior"] = None
     elif _has_prior(args.model, model_config):
@@ -259,6 +272,15 @@ def spec_from_args(args: argparse.Namespace):
         prior_train=prior_train,
         seed=args.seed,
     )
+
+
+def _check_prior_name(name: str) -> None:
+    import vqkit
+
+    try:
+        vqkit.get("prior", name)
+    except KeyError as exc:
+        raise CLIError(f"--prior: {one_line(exc)}") from None
 
 
 def _has_prior(name: str, model_config: dict) -> bool:

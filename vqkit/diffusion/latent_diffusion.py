@@ -142,6 +142,10 @@ class LatentDiffusion(
     domain: ClassVar[str] = "continuous"
     exact_likelihood: ClassVar[bool] = False
     sample_options: ClassVar[tuple[str, ...]] = ("steps", "eta", "sampler")
+    scale_factor: torch.Tensor
+    alphas_cumprod: torch.Tensor
+    ema_updates: torch.Tensor
+    unet: nn.Module
 
     def __init__(
         self,
