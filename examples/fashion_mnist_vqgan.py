@@ -23,7 +23,7 @@ Fashion-MNIST: Xiao et al., arXiv:1708.07747 (``apt-get install dataset-fashion-
 
     python examples/fashion_mnist_vqgan.py --run classifier
     python examples/fashion_mnist_vqgan.py --run vqvae &
-    python examples/fashion_mnist_vqgan.py --run vqgan --disc-weight 0.1 &
+    python examples/fashion_mnist_vqgan.py --run vqgan --disc-weight 0.25 &
     wait; python examples/fashion_mnist_vqgan.py --report
     # smoke run: --steps 20 --disc-start 10 --test 200 --out /tmp/x --pictures /tmp/x/pictures
 """
@@ -164,11 +164,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", choices=["classifier", "vqvae", "vqgan"], default=None)
     parser.add_argument("--report", action="store_true", help="evaluate the finished runs")
-    parser.add_argument("--steps", type=int, default=400, help="optimizer steps of each model")
-    parser.add_argument("--disc-start", type=int, default=200)
-    parser.add_argument("--disc-weight", type=float, default=0.1)
+    parser.add_argument("--steps", type=int, default=360, help="optimizer steps of each model")
+    parser.add_argument("--disc-start", type=int, default=180)
+    parser.add_argument("--disc-weight", type=float, default=0.25)
     parser.add_argument("--disc-lr", type=float, default=None, help="default: --lr")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--test", type=int, default=1000, help="test images evaluated")
     parser.add_argument("--threads", type=int, default=1)

@@ -154,11 +154,11 @@ def run(args: argparse.Namespace) -> int:
         writable_path(Path(args.out), "--out")
     if args.num_samples < 2:
         raise CLIError(f"--num-samples must be at least 2, got {args.num_samples}")
+    inception = inception_for(args)  # before the model: a wrong file fails fast
     model = load_model(args.run, model_class=args.model_class, device=args.device)
     data = eval_data(args)
     if len(data) == 0:
         raise CLIError(f"{data.name} has no samples to evaluate")
-    inception = inception_for(args)
     classifier = None if args.no_sample_quality else classifier_for(args)
     metrics = evaluate_model(
         model,

@@ -255,6 +255,7 @@ class FIDInceptionV3(nn.Module):
                 "FIDInceptionV3: pass at most one of weights, repo_id and random_init=True"
             )
         path = None if random_init else self._resolve(weights, repo_id, revision)
+        state = self.read_weights(path) if path is not None else None  # checked before building
         with torch.device("meta"):  # no default init of weights that are replaced below
             self._build()
         self.to_empty(device="cpu")
@@ -265,8 +266,9 @@ class FIDInceptionV3(nn.Module):
                     module.reset_parameters()  # identity statistics, counters at 0
                 elif isinstance(module, nn.Conv2d):  # He-normal: scale kept through 94 ReLUs
                     nn.init.normal_(module.weight, std=(2.0 / module.weight[0].numel()) ** 0.5)
-        if path is not None:
-            self.load_weights(path)
+        if state is not None:
+            # Every tensor is there (read_weights checked); BatchNorm's step counters are not.
+            self.load_state_dict(state, strict=False)
         self.requires_grad_(False)
         self.eval()
 
@@ -324,12 +326,17 @@ class FIDInceptionV3(nn.Module):
             if not k.endswith("num_batches_tracked")
         }
 
-    def load_weights(self, path: str | os.PathLike) -> None:
-        """Load a safetensors file written by ``convert_inception_weights`` (every tensor)."""
+    @classmethod
+    def read_weights(cls, path: str | os.PathLike) -> dict[str, torch.Tensor]:
+        """The tensors of a file written by ``convert_inception_weights``, every key and shape
+        checked (``ValueError`` naming the first differences otherwise)."""
         from safetensors.torch import load_file
 
-        state = load_file(str(path))
-        expected = self.expected_shapes()
+        try:
+            state = load_file(str(path))
+        except Exception as exc:  # safetensors' own error type for a damaged or foreign file
+            raise ValueError(f"FIDInceptionV3: {path} is not a safetensors file ({exc})") from exc
+        expected = cls.expected_shapes()
         missing = sorted(set(expected) - set(state))
         unexpected = sorted(set(state) - set(expected))
         if missing or unexpected:
@@ -343,8 +350,11 @@ class FIDInceptionV3(nn.Module):
                     f"FIDInceptionV3: {path}: {key} has shape {tuple(value.shape)}, expected "
                     f"{expected[key]}"
                 )
-        # Every tensor is there (checked above); BatchNorm's step counters are not used.
-        self.load_state_dict(state, strict=False)
+        return state
+
+    def load_weights(self, path: str | os.PathLike) -> None:
+        """Load a safetensors file written by ``convert_inception_weights`` (every tensor)."""
+        self.load_state_dict(self.read_weights(path), strict=False)
 
     def train(self, mode: bool = True) -> FIDInceptionV3:
         """A fixed feature extractor: it stays in eval mode whatever ``mode`` says."""
