@@ -46,7 +46,8 @@ def test_fid_keys_equal_the_brute_force_frechet_distance(net, small):
         recon = model(images[:4]).reconstruction.clamp(0, 1)
     expected = frechet_distance(inception_features(net, images[:4]), inception_features(net, recon))
     assert out["reconstruction_fid"] == pytest.approx(expected, rel=1e-4)
-    assert out["sample_fid"] is not None and out["sample_fid"] >= 0
+    assert out["sample_fid"] is not None
+    assert out["sample_fid"] >= 0
     assert out["sample_quality_num"] == 4
     # seeded: the same figures again
     again = evaluate_sample_quality(model, images, None, num_samples=4, batch_size=3, inception=net)
