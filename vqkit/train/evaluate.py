@@ -319,10 +319,10 @@ def evaluate_sample_quality(
     if classifier is not None:
         classifier = classifier.to(device).eval()
 
-    def features(images: torch.Tensor) -> torch.Tensor:
-        return torch.cat([classifier.features(b) for b in images.split(batch_size)]).cpu()
+    def features(net: DatasetClassifier, images: torch.Tensor) -> torch.Tensor:
+        return torch.cat([net.features(b) for b in images.split(batch_size)]).cpu()
 
-    real_f = features(real) if classifier is not None else None
+    real_f = features(classifier, real) if classifier is not None else None
     real_i = inception_features(inception.to(device), real) if inception is not None else None
     kid_gen = torch.Generator().manual_seed(seed)
     sets = {"reconstruction": recon}
@@ -341,11 +341,11 @@ def evaluate_sample_quality(
                 drawn.append(batch.float().clamp(0, 1))
         sets["sample"] = torch.cat(drawn)
     for name, images in sets.items():
-        if real_i is not None:
+        if real_i is not None and inception is not None:
             out[f"{name}_fid"] = frechet_distance(real_i, inception_features(inception, images))
-        if real_f is None:
+        if real_f is None or classifier is None:
             continue
-        f = features(images)
+        f = features(classifier, images)
         out[f"{name}_dataset_fd"] = frechet_distance(real_f, f)
         mean, std = kid(real_f, f, num_subsets=10, subset_size=min(taken, 1000), generator=kid_gen)
         out[f"{name}_kid"], out[f"{name}_kid_std"] = mean, std
