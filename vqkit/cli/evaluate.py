@@ -68,6 +68,15 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> argparse.Arg
     q.add_argument(
         "--seed", type=non_negative_int, default=0, help="seed of the samples and of KID's subsets"
     )
+    q.add_argument(
+        "--inception",
+        metavar="FILE",
+        default=None,
+        help="the FID Inception-v3 weights (a safetensors file made once from pytorch-fid's "
+        "pt_inception-2015-12-05-6726825d.pth by `python -m vqkit.train.inception`): adds the "
+        "true FID of reconstructions and samples (reconstruction_fid, sample_fid); nothing is "
+        "downloaded",
+    )
     e.set_defaults(handler=run)
     return e
 
@@ -117,6 +126,26 @@ def classifier_for(args: argparse.Namespace):
     return run_classifier(run_dir, train, seed=spec.train.seed)
 
 
+def inception_for(args: argparse.Namespace):
+    """The FID network from ``--inception``, or None."""
+    if args.inception is None:
+        return None
+    if args.no_sample_quality:
+        raise CLIError("--inception and --no-sample-quality contradict each other")
+    from vqkit.train.inception import FIDInceptionV3
+
+    try:
+        return FIDInceptionV3(weights=args.inception)
+    except FileNotFoundError:
+        raise CLIError(
+            f"--inception {args.inception!r}: no such file; make it once with `python -m "
+            "vqkit.train.inception --pth pt_inception-2015-12-05-6726825d.pth --out FILE` "
+            "(docs/vqgan.md says where to get the .pth)"
+        ) from None
+    except (ValueError, OSError) as exc:
+        raise CLIError(f"--inception {args.inception!r}: {one_line(exc)}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from vqkit.train import evaluate_model
     from vqkit.train.evaluate import SAMPLE_QUALITY_KEYS
@@ -125,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
         writable_path(Path(args.out), "--out")
     if args.num_samples < 2:
         raise CLIError(f"--num-samples must be at least 2, got {args.num_samples}")
+    inception = inception_for(args)  # before the model: a wrong file fails fast
     model = load_model(args.run, model_class=args.model_class, device=args.device)
     data = eval_data(args)
     if len(data) == 0:
@@ -137,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         classifier=classifier,
         num_samples=args.num_samples,
+        inception=inception,
     )
     for key in SAMPLE_QUALITY_KEYS:  # the same keys for every model (null: skipped)
         metrics.setdefault(key, None)

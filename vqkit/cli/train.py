@@ -199,6 +199,20 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> argparse.Arg
         default=None,
         help="page-locked batches for fast copies to CUDA (default: on CUDA devices)",
     )
+    gan = t.add_argument_group("VQ-GAN (vqgan models only; written into the model config)")
+    gan.add_argument(
+        "--disc-start",
+        type=non_negative_int,
+        default=None,
+        help="step from which the discriminator and the adversarial term run (the presets: "
+        "1000 / 2000; start it once reconstructions have converged)",
+    )
+    gan.add_argument(
+        "--disc-weight",
+        type=non_negative_float,
+        default=None,
+        help="factor on the adaptive adversarial weight λ (taming: 0.8)",
+    )
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.set_defaults(handler=run, parser=t)
     return t
@@ -242,6 +256,7 @@ def spec_from_args(args: argparse.Namespace):
         pin_memory=args.pin_memory,
     )
     model_config = dict(args.model_config or {})
+    _gan_flags(args, model_config)
     prior_train = None
     if args.prior is not None:
         if args.no_prior:
@@ -281,6 +296,30 @@ def _check_prior_name(name: str) -> None:
         vqkit.get("prior", name)
     except KeyError as exc:
         raise CLIError(f"--prior: {one_line(exc)}") from None
+
+
+def _gan_flags(args: argparse.Namespace, model_config: dict) -> None:
+    """Merge ``--disc-start`` / ``--disc-weight`` into ``model_config`` (VQ-GAN models only)."""
+    import vqkit
+    from vqkit.models.presets import GAN_PRESETS
+
+    for flag, key in (("--disc-start", "disc_start"), ("--disc-weight", "disc_weight")):
+        value = getattr(args, key, None)
+        if value is None:
+            continue
+        if args.model not in GAN_PRESETS:
+            try:
+                adversarial = getattr(vqkit.get("model", args.model), "adversarial", False)
+            except KeyError as exc:
+                raise CLIError(f"--model: {one_line(exc)}") from None
+            if not adversarial:
+                raise CLIError(
+                    f"{flag} applies to VQ-GAN models (vqgan, {', '.join(sorted(GAN_PRESETS))}), "
+                    f"not {args.model!r}"
+                )
+        if key in model_config and model_config[key] != value:
+            raise CLIError(f"{flag} {value} contradicts --model-config {key}={model_config[key]!r}")
+        model_config[key] = value
 
 
 def _has_prior(name: str, model_config: dict) -> bool:

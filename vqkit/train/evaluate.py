@@ -72,6 +72,8 @@ SAMPLE_QUALITY_KEYS = (
     "sample_kid_std",
     "sample_quality_num",
 )
+#: Added by ``evaluate_sample_quality`` only when it is given the FID Inception network.
+FID_KEYS = ("reconstruction_fid", "sample_fid")
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -302,6 +304,7 @@ def evaluate_sample_quality(
     batch_size: int = 256,
     seed: int = 0,
     sample_options: dict | None = None,
+    inception: nn.Module | None = None,
 ) -> dict[str, float | None]:
     """Dataset Fréchet distance and KID of the model's reconstructions and samples.
 
@@ -311,7 +314,9 @@ def evaluate_sample_quality(
     ``classifier`` (a ``DatasetClassifier``). Every key of
     ``SAMPLE_QUALITY_KEYS`` is returned; those that do not apply are None (no classifier,
     data that are not images, fewer than 2 images, or a discrete model without a prior for the
-    sample figures).
+    sample figures). With ``inception`` (a ``vqkit.train.inception.FIDInceptionV3`` holding the
+    FID weights) the true FID of each set is added as ``reconstruction_fid`` / ``sample_fid``
+    (Heusel et al. 2017, arXiv:1706.08500); these keys appear only then.
 
     Args:
         model: a vqkit model (``family`` ``"discrete"`` or ``"continuous"``).
@@ -322,16 +327,25 @@ def evaluate_sample_quality(
         seed: seed of the samples and of KID's subsets.
         sample_options: keyword options of a discrete model's ``generate`` (its prior's
             sampling options, e.g. a diffusion prior's ``{"steps": 25}``).
+        inception: the FID network, or None (no ``*_fid`` keys).
     """
     from vqkit.train.frechet import DatasetClassifier, frechet_distance, kid
+    from vqkit.train.inception import FIDInceptionV3, inception_features
 
     check_int("evaluate_sample_quality", "num_samples", num_samples, low=2)
     check_positive_int("evaluate_sample_quality", "batch_size", batch_size)
     family = _check_family(model)
     out: dict[str, float | None] = dict.fromkeys(SAMPLE_QUALITY_KEYS)
-    if classifier is None:
+    if inception is not None:
+        if not isinstance(inception, FIDInceptionV3):
+            raise TypeError(
+                f"evaluate_sample_quality: inception must be a FIDInceptionV3 or None, got "
+                f"{type(inception).__name__}"
+            )
+        out.update(dict.fromkeys(FID_KEYS))
+    if classifier is None and inception is None:
         return out
-    if not isinstance(classifier, DatasetClassifier):
+    if classifier is not None and not isinstance(classifier, DatasetClassifier):
         raise TypeError(
             f"evaluate_sample_quality: classifier must be a DatasetClassifier or None, got "
             f"{type(classifier).__name__}"
@@ -351,17 +365,19 @@ def evaluate_sample_quality(
     if taken < 2:
         return out
     real, recon = torch.cat(real_batches), torch.cat(recon_batches)
-    if real.shape[1] != classifier.in_channels:
+    if classifier is not None and real.shape[1] != classifier.in_channels:
         raise ValueError(
             f"evaluate_sample_quality: the classifier reads {classifier.in_channels}-channel "
             f"images, the data has {real.shape[1]} channel(s)"
         )
-    classifier = classifier.to(device).eval()
+    if classifier is not None:
+        classifier = classifier.to(device).eval()
 
-    def features(images: torch.Tensor) -> torch.Tensor:
-        return torch.cat([classifier.features(b) for b in images.split(batch_size)]).cpu()
+    def features(net: DatasetClassifier, images: torch.Tensor) -> torch.Tensor:
+        return torch.cat([net.features(b) for b in images.split(batch_size)]).cpu()
 
-    real_f = features(real)
+    real_f = features(classifier, real) if classifier is not None else None
+    real_i = inception_features(inception.to(device), real) if inception is not None else None
     kid_gen = torch.Generator().manual_seed(seed)
     sets = {"reconstruction": recon}
     has_samples = family == "continuous" or model.prior is not None
@@ -381,7 +397,11 @@ def evaluate_sample_quality(
                 drawn.append(batch.float().clamp(0, 1))
         sets["sample"] = torch.cat(drawn)
     for name, images in sets.items():
-        f = features(images)
+        if real_i is not None and inception is not None:
+            out[f"{name}_fid"] = frechet_distance(real_i, inception_features(inception, images))
+        if real_f is None or classifier is None:
+            continue
+        f = features(classifier, images)
         out[f"{name}_dataset_fd"] = frechet_distance(real_f, f)
         mean, std = kid(real_f, f, num_subsets=10, subset_size=min(taken, 1000), generator=kid_gen)
         out[f"{name}_kid"], out[f"{name}_kid_std"] = mean, std
@@ -397,6 +417,7 @@ def evaluate_model(
     seed: int = 0,
     classifier: nn.Module | None = None,
     num_samples: int = 1000,
+    inception: nn.Module | None = None,
 ) -> dict[str, float | None]:
     """Every figure that applies to ``model``, chosen from what it declares.
 
@@ -414,6 +435,8 @@ def evaluate_model(
         classifier: a ``DatasetClassifier``, or None to leave the
             sample-quality figures out.
         num_samples: images per set of the sample-quality figures.
+        inception: a ``FIDInceptionV3`` with the FID weights: adds ``reconstruction_fid`` and
+            ``sample_fid`` (true FID) to the sample-quality figures.
     """
     family = _check_family(model)
     metrics: dict[str, float | None] = {}
@@ -437,10 +460,16 @@ def evaluate_model(
                 metrics.update(evaluate_prior_loss(model.prior, codes, batch_size=batch_size))
     else:
         metrics.update(evaluate_elbo(model, data, batch_size=batch_size, seed=seed))
-    if classifier is not None:
+    if classifier is not None or inception is not None:
         metrics.update(
             evaluate_sample_quality(
-                model, data, classifier, num_samples=num_samples, batch_size=batch_size, seed=seed
+                model,
+                data,
+                classifier,
+                num_samples=num_samples,
+                batch_size=batch_size,
+                seed=seed,
+                inception=inception,
             )
         )
     metrics["num_examples"] = len(cast(Sized, data))  # map-style datasets define __len__

@@ -606,7 +606,7 @@ class Trainer:
             "stopped_early": False,
             "finished": False,
             "elapsed": 0.0,
-            "config": cfg.to_dict(),
+            "config": self._resume_config(),
         }
         self._best_weights = None
         self._save_index = 0
@@ -621,7 +621,7 @@ class Trainer:
                 cast(Path, self.checkpoint_dir),  # out_dir is set (checked above)
                 model=self._saved,
                 optimizer=self.optimizer,
-                config=cfg.to_dict(),
+                config=self._resume_config(),
             )
         if found is None:
             if self.dist.is_main:
@@ -640,6 +640,14 @@ class Trainer:
             tmp.write_text(lines)
             tmp.replace(self.out_dir / "metrics.jsonl")
         return loaded
+
+    def _resume_config(self) -> dict[str, Any]:
+        """The settings recorded in checkpoints and compared on resume (a GAN's own too)."""
+        config = self.config.to_dict()
+        if self.gan:
+            config["disc_lr"] = self.disc_lr
+            config["gan_betas"] = list(self.gan_betas)
+        return config
 
     def _checkpoint(self, state: dict, sums: dict[str, torch.Tensor], start_time: float) -> None:
         if self.out_dir is None:
