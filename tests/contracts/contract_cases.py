@@ -779,6 +779,7 @@ for _name, _preset in VQVAE2_PRESETS.items():
         _channels,
     )
 
+
 # ------------------------------------------------------- branch ldm: the latent diffusion prior
 def _latent_diffusion() -> nn.Module:
     import pytest

@@ -527,6 +527,8 @@ def _dvae_factory(preset: Preset) -> Callable[..., Any]:
     create.__name__ = create.__qualname__ = preset.name.replace("-", "_")
     create.__doc__ = f"{preset.description}.\n\nSource: {preset.source}."
     return create
+
+
 def vqvae2_preset_config(name: str, **overrides: Any) -> dict[str, Any]:
     """The VQVAE2 constructor arguments of VQ-VAE-2 preset ``name``, with ``overrides`` merged.
 
