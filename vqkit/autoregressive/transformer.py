@@ -337,7 +337,7 @@ class TransformerPrior(GridPrior, HubMixin):
         cond = check_cond(cond, self.num_classes, n, device)
         cond_map = self._check_cond_map("sample", cond_map, n, size, broadcast=True)
         sampler = self._sample_cached if method == "cached" else self._sample_naive
-        return sampler(given, known, cond, temperature, generator, top_k, top_p, cond_map)
+        return sampler(given, known, cond, temperature, generator, cond_map, top_k, top_p)
 
     def _draw(self, logits, u, temperature, top_k, top_p) -> torch.Tensor:
         return draw_codes(filter_logits(logits, temperature, top_k, top_p), u, temperature)
@@ -349,9 +349,9 @@ class TransformerPrior(GridPrior, HubMixin):
         cond: torch.Tensor | None,
         temperature: float,
         generator: torch.Generator | None,
+        cond_map: torch.Tensor | None = None,
         top_k: int | None = None,
         top_p: float | None = None,
-        cond_map: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The whole network once per unknown position: L passes over the whole sequence."""
         n, h, w = codes.shape
@@ -374,9 +374,9 @@ class TransformerPrior(GridPrior, HubMixin):
         cond: torch.Tensor | None,
         temperature: float,
         generator: torch.Generator | None,
+        cond_map: torch.Tensor | None = None,
         top_k: int | None = None,
         top_p: float | None = None,
-        cond_map: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One position at a time against cached keys and values: O(L) attention per position."""
         n, h, w = codes.shape

@@ -265,10 +265,11 @@ class DeadCodeReseed(ReseedPolicy):
 
     def update(self, quantizer: VectorQuantizer, batch: ReseedBatch) -> Tensor:
         dead_count = batch.dead.sum().float()
-        if not torch.compiler.is_compiling() and not bool(dead_count):
+        on_cpu = batch.dead.device.type == "cpu"  # reading the count syncs a GPU: not there
+        if on_cpu and not torch.compiler.is_compiling() and not bool(dead_count):
             # Nothing to replace: no candidates drawn, no masked writes. (Every rank sees the
-            # same global dead mask, so all skip together; compiled graphs keep the fixed-shape
-            # path below, which is a no-op for an all-false mask.)
+            # same global dead mask, so all skip together; compiled graphs and GPUs keep the
+            # fixed-shape path below, which is a no-op for an all-false mask.)
             return dead_count
         k = batch.counts.shape[0]
         candidates = sample_rows(batch.z, k, batch.sync)  # (K, Dc)

@@ -187,7 +187,7 @@ def _level_names(count: int) -> list[str]:
     return ["top", "bottom"] if count == 2 else [f"level{i}" for i in range(count)]
 
 
-def _evaluate_levels(model: nn.Module, data: Dataset | torch.Tensor, batch_size: int) -> dict:
+def _evaluate_levels(model: Any, data: Dataset | torch.Tensor, batch_size: int) -> dict:
     """``evaluate_codebook`` of a multi-level model: per level, and the levels pooled."""
     sizes = model.codebook_size
     usages = [CodebookUsage(k) for k in sizes]
@@ -450,6 +450,7 @@ def evaluate_model(
             )
             with eval_mode(model, no_grad=True):
                 grids = [encode(x) for x in _batches(data, batch_size, _device(model))]
+            codes: torch.Tensor | tuple[torch.Tensor, ...]
             if isinstance(grids[0], tuple):  # one grid per level (VQ-VAE-2)
                 codes = tuple(torch.cat(level) for level in zip(*grids, strict=True))
             else:
@@ -457,7 +458,10 @@ def evaluate_model(
             if model.prior.exact_likelihood:
                 metrics.update(evaluate_prior(model.prior, codes, batch_size=batch_size))
             else:
-                metrics.update(evaluate_prior_loss(model.prior, codes, batch_size=batch_size))
+                # (multi-level grids go with exact-likelihood priors; a tuple here is refused
+                # by the batching with a clear TypeError)
+                single = cast(torch.Tensor, codes)
+                metrics.update(evaluate_prior_loss(model.prior, single, batch_size=batch_size))
     else:
         metrics.update(evaluate_elbo(model, data, batch_size=batch_size, seed=seed))
     if classifier is not None or inception is not None:
