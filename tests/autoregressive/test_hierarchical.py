@@ -172,7 +172,8 @@ def test_codes_and_arguments_are_validated():
     with pytest.raises(ValueError, match="grid sizes"):
         prior.sample(2)
     with pytest.raises(ValueError, match="spatial conditioning map"):
-        _prior(bottom={"type": "pixelcnn", "hidden_channels": 4, "num_layers": 1})
+        # MADE takes no conditioning map (PixelCNN, Gated PixelCNN and the transformer do)
+        _prior(bottom={"type": "made", "num_features": 24, "hidden_features": [8]})
     with pytest.raises(ValueError, match="num_embeddings"):
         _prior(num_embeddings=[5])
     with pytest.raises(ValueError, match="power of two"):
