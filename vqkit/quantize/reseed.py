@@ -28,16 +28,13 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import torch
 from torch import Tensor, nn
 
 from vqkit._checks import check_choice, check_number, check_positive_int
 from vqkit.quantize._distributed import all_gather_rows, world_size
-
-if TYPE_CHECKING:  # the quantizer imports this module
-    from vqkit.quantize.vq import VectorQuantizer
 
 __all__ = [
     "RESEED_POLICIES",
@@ -50,6 +47,15 @@ __all__ = [
     "register_reseed_policy",
     "sample_rows",
 ]
+
+
+class CodebookEditor(Protocol):
+    """What a policy edits the codebook through (``VectorQuantizer`` provides it)."""
+
+    def replace_codes(self, mask: Tensor, vectors: Tensor, usage: Tensor) -> None: ...
+
+    def move_codes(self, anchors: Tensor, weight: Tensor) -> None: ...
+
 
 ANCHORS = ("random", "closest")
 
@@ -131,7 +137,7 @@ class ReseedPolicy(nn.Module):
     name: ClassVar[str] = ""
     needs_closest_rows: ClassVar[bool] = False
 
-    def update(self, quantizer: VectorQuantizer, batch: ReseedBatch) -> Tensor:
+    def update(self, quantizer: CodebookEditor, batch: ReseedBatch) -> Tensor:
         """Re-initialise codes of ``quantizer`` after its EMA update; return the number of codes
         reseeded (a scalar tensor, fractional for soft moves), logged as ``"reseeded"``."""
         raise NotImplementedError
@@ -260,7 +266,7 @@ class DeadCodeReseed(ReseedPolicy):
         level = self.threshold * n / k  # scalar tensor
         return usage < level, level
 
-    def update(self, quantizer: VectorQuantizer, batch: ReseedBatch) -> Tensor:
+    def update(self, quantizer: CodebookEditor, batch: ReseedBatch) -> Tensor:
         k = batch.counts.shape[0]
         candidates = sample_rows(batch.z, k, batch.sync)  # (K, Dc)
         quantizer.replace_codes(batch.dead, candidates, batch.level)
@@ -316,7 +322,7 @@ class ClusteredReinit(ReseedPolicy):
         scale = self.codebook_size * 10.0 / (1.0 - self.decay)
         return torch.exp(-self.usage_prob * scale - 1e-3)
 
-    def update(self, quantizer: VectorQuantizer, batch: ReseedBatch) -> Tensor:
+    def update(self, quantizer: CodebookEditor, batch: ReseedBatch) -> Tensor:
         alpha = self(batch.counts, batch.n)[:, None]  # (K, 1)
         if batch.closest is not None:
             rows, dists = batch.closest
