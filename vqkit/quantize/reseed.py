@@ -28,16 +28,13 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import torch
 from torch import Tensor, nn
 
 from vqkit._checks import check_choice, check_number, check_positive_int
 from vqkit.quantize._distributed import all_gather_rows, world_size
-
-if TYPE_CHECKING:  # the quantizer imports this module
-    from vqkit.quantize.vq import VectorQuantizer
 
 __all__ = [
     "RESEED_POLICIES",
@@ -50,6 +47,15 @@ __all__ = [
     "register_reseed_policy",
     "sample_rows",
 ]
+
+
+class CodebookEditor(Protocol):
+    """What a policy edits the codebook through (``VectorQuantizer`` provides it)."""
+
+    def replace_codes(self, mask: Tensor, vectors: Tensor, usage: Tensor) -> None: ...
+
+    def move_codes(self, anchors: Tensor, weight: Tensor) -> None: ...
+
 
 ANCHORS = ("random", "closest")
 
@@ -131,7 +137,7 @@ class ReseedPolicy(nn.Module):
     name: ClassVar[str] = ""
     needs_closest_rows: ClassVar[bool] = False
 
-    def update(self, quantizer: VectorQuantizer, batch: ReseedBatch) -> Tensor:
+    def update(self, quantizer: CodebookEditor, batch: ReseedBatch) -> Tensor:
         """Re-initialise codes of ``quantizer`` after its EMA update; return the number of codes
         reseeded (a scalar tensor, fractional for soft moves), logged as ``"reseeded"``."""
         raise NotImplementedError
@@ -263,7 +269,7 @@ class DeadCodeReseed(ReseedPolicy):
         level = self.threshold * n / k  # scalar tensor
         return usage < level, level
 
-    def update(self, quantizer: VectorQuantizer, batch: ReseedBatch) -> Tensor:
+    def update(self, quantizer: CodebookEditor, batch: ReseedBatch) -> Tensor:
         dead_count = batch.dead.sum().float()
         on_cpu = batch.dead.device.type == "cpu"  # reading the count syncs a GPU: not there
         if on_cpu and not torch.compiler.is_compiling() and not bool(dead_count):
@@ -326,7 +332,7 @@ class ClusteredReinit(ReseedPolicy):
         scale = self.codebook_size * 10.0 / (1.0 - self.decay)
         return torch.exp(-self.usage_prob * scale - 1e-3)
 
-    def update(self, quantizer: VectorQuantizer, batch: ReseedBatch) -> Tensor:
+    def update(self, quantizer: CodebookEditor, batch: ReseedBatch) -> Tensor:
         alpha = self(batch.counts, batch.n)[:, None]  # (K, 1)
         if batch.closest is not None:
             rows, dists = batch.closest
