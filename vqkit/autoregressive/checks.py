@@ -1,6 +1,6 @@
 """Spatial-conditioning input checks, and exact dependency checks for grid priors by autograd.
 
-:func:`check_cond_map` validates the ``cond_map`` of a spatially conditioned prior (a
+``check_cond_map`` validates the ``cond_map`` of a spatially conditioned prior (a
 ``cond_channels`` map at the code grid's size, "Conditional Image Generation with PixelCNN
 Decoders", van den Oord et al. 2016, arXiv:1606.05328, §2.3).
 
@@ -121,7 +121,7 @@ def grid_dependencies(
     One forward pass in float64 on a copy of ``prior``, then one backward pass per output
     position, of a random projection of its K logits (so that no cancellation in a plain sum
     hides a dependency). A spatially conditioned prior (``cond_channels`` set) gets a random
-    map; :func:`cond_map_dependencies` answers the same question for the map.
+    map; ``cond_map_dependencies`` answers the same question for the map.
 
     Args:
         prior: a grid prior over codes: a ``GridPrior``
@@ -149,7 +149,7 @@ def cond_map_dependencies(
 ) -> torch.Tensor:
     """Which positions of the conditioning map the logits at ``position`` depend on.
 
-    As :func:`grid_dependencies`, with the gradient taken with respect to a random float64
+    As ``grid_dependencies``, with the gradient taken with respect to a random float64
     ``cond_map`` instead of the embedded codes. The prior must have ``cond_channels`` set.
 
     Shape:

@@ -27,7 +27,7 @@ returns it; the tests check that autograd finds exactly this set.
 
 The map is fully known, so it may be seen anywhere: the logits at (i, j) depend on s at every
 (i', j') with ``i - Q <= i' <= i`` and ``|j' - j| <= Q``, Q = R - first_kernel_size // 2
-(:meth:`GatedPixelCNN.cond_map_field`, also checked by autograd), and stay exactly causal in the
+(``GatedPixelCNN.cond_map_field``, also checked by autograd), and stay exactly causal in the
 codes.
 
 Sampling: ``method="naive"`` runs H·W full forward passes; ``method="fast"`` (the default) caches
@@ -248,7 +248,7 @@ class GatedLayer(nn.Module):
         )
 
     def step_map(self, cond_map: torch.Tensor) -> torch.Tensor:
-        """The map's pre-activation terms for :meth:`vertical_row`, for the whole grid.
+        """The map's pre-activation terms for ``vertical_row``, for the whole grid.
 
         Computed once per sampling call (one 1×1 convolution over the grid), never per position.
 
@@ -283,7 +283,7 @@ class GatedLayer(nn.Module):
                 ``i - p .. i`` (zeros above the grid), zero-padded by p columns on each side,
                 channels last.
             cond: class labels (N,) int64, or None.
-            map_row: row i of :meth:`step_map` (layers with ``cond_channels``), or None.
+            map_row: row i of ``step_map`` (layers with ``cond_channels``), or None.
 
         Shape:
             - window: (N, vertical_reach, W + 2p, C); map_row: (N, W, 4C)

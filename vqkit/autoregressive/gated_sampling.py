@@ -21,8 +21,8 @@ Python-side reshaping. Per pixel the arithmetic is O(L·C²·p + C·head + head�
 naive sampler's O(H·W·(L·C²·k² + C·head + head·K)).
 
 A spatial conditioning map (``cond_map``) is projected once per call, by each layer's
-:meth:`GatedLayer.step_map` over the whole grid; row i of the projection joins the vertical
-pre-activations and the ``link`` of the horizontal stack in :meth:`GatedLayer.vertical_row`, so
+``GatedLayer.step_map`` over the whole grid; row i of the projection joins the vertical
+pre-activations and the ``link`` of the horizontal stack in ``GatedLayer.vertical_row``, so
 the per-pixel loop is the same with or without a map.
 
 The logits equal the naive ones up to floating-point rounding, the positions are visited in the

@@ -48,7 +48,7 @@ class TrainConfig:
             order, and so every weight, does not depend on it.
         pin_memory: page-locked batches for faster copies to CUDA (with workers); None turns
             it on exactly when training on CUDA.
-        schedules: per-step values of named model attributes (:mod:`vqkit.train.schedules`),
+        schedules: per-step values of named model attributes (``vqkit.train.schedules``),
             e.g. ``[{"name": "quantizer.temperature", "type": "cosine", "start": 1.0, "end":
             0.0625, "steps": 5000}]``; stored normalised. A resume must use the same ones.
     """

@@ -100,7 +100,7 @@ def _figure(path: Path) -> str:
 
 
 def report_html(run: str | Path) -> str:
-    """The report page of a run folder, as a string (see :func:`write_report`).
+    """The report page of a run folder, as a string (see ``write_report``).
 
     Raises:
         FileNotFoundError: ``run`` is not a folder or has no ``config.json``.

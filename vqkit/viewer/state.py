@@ -48,7 +48,7 @@ class Analysis:
     Attributes:
         input: the image ``(C, H, W)`` in ``[0, 1]``.
         indices: its codes ``(h, w)``, ``model.encode_indices`` of the image (edits included
-            once :meth:`ViewerState.with_codes` replaced them).
+            once ``ViewerState.with_codes`` replaced them).
         reconstruction: ``model.decode_indices(indices)`` clamped to ``[0, 1]``, ``(C, H, W)``.
         difference: ``|input − reconstruction|``, ``(C, H, W)``.
         psnr: PSNR of the reconstruction in dB (``vqkit.train.metrics.psnr``, capped at 100).
