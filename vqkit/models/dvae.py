@@ -159,7 +159,7 @@ class DVAE(
             ValueError: ``x`` is on the ``meta`` device, empty, of the wrong shape, or (with the
                 logit-Laplace likelihood) outside [0, 1].
         """
-        _check_images(x)
+        _check_images(x, "DVAE")
         z_e = self.encoder(self._encoder_input(x))  # (B, D, h, w)
         q = self.quantizer(z_e)
         out = self.decoder(q.quantized)  # (B, params_per_channel · C, H, W)
@@ -183,7 +183,7 @@ class DVAE(
     @torch.no_grad()
     def encode_indices(self, x: torch.Tensor) -> torch.Tensor:
         """The argmax codes of ``x`` (B, C, H, W) → (B, h, w), without gradients."""
-        _check_images(x)
+        _check_images(x, "DVAE")
         z_e = self.encoder(self._encoder_input(x))  # (B, D, h, w)
         with eval_mode(self.quantizer):
             return self.quantizer(z_e).indices  # (B, h, w)
@@ -204,8 +204,8 @@ class DVAE(
         """Decodes along the line between the encodings of ``x1`` and ``x2`` (B, C, H, W), each
         point snapped to its argmax codes → (B, steps, C, H, W)."""
         check_positive_int(type(self).__name__, "steps", steps)
-        _check_images(x1)
-        _check_images(x2)
+        _check_images(x1, "DVAE")
+        _check_images(x2, "DVAE")
         if x1.shape != x2.shape:
             raise ValueError(
                 f"interpolate needs two batches of the same shape, got {tuple(x1.shape)} and "

@@ -89,20 +89,22 @@ def _check_grid_codes(quantizer: str, indices: torch.Tensor) -> None:
         )
 
 
-def _check_images(x: Any) -> None:
+def _check_images(x: Any, owner: str = "VQVAE") -> None:
+    """Images for a discrete model: a floating-point (B, C, H, W) tensor on a real device with
+    at least one image (``owner`` names the model in the messages)."""
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"VQVAE expects images as a tensor (B, C, H, W), got {type(x).__name__}")
-    check_real_device("VQVAE", x, "images")
+        raise TypeError(f"{owner} expects images as a tensor (B, C, H, W), got {type(x).__name__}")
+    check_real_device(owner, x, "images")
     if not x.is_floating_point():
         raise TypeError(
-            f"VQVAE expects floating-point images, got {x.dtype} (convert integer images with "
+            f"{owner} expects floating-point images, got {x.dtype} (convert integer images with "
             "x.float() / 255)"
         )
     if x.dim() != 4:
-        raise ValueError(f"VQVAE expects images of shape (B, C, H, W), got {tuple(x.shape)}")
+        raise ValueError(f"{owner} expects images of shape (B, C, H, W), got {tuple(x.shape)}")
     if x.shape[0] == 0:
         raise ValueError(
-            "VQVAE received an empty batch (B = 0); its loss is a mean over images and is "
+            f"{owner} received an empty batch (B = 0); its loss is a mean over images and is "
             "undefined for none"
         )
 

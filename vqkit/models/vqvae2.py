@@ -36,6 +36,7 @@ from vqkit._hub import HubMixin
 from vqkit._registry import build, register
 from vqkit._utils import eval_mode
 from vqkit.models._assembly import Spec, accepts, as_spec, check_attr, wire
+from vqkit.models.vqvae import _check_images
 from vqkit.nn.blocks import strided_transposed_convs
 
 __all__ = ["VQVAE2", "VQVAE2Output"]
@@ -80,24 +81,6 @@ def _log2(owner: str, factor: Any, what: str) -> int:
     if not _is_int(factor) or factor < 1 or factor & (factor - 1):
         raise ValueError(f"{owner}: {what} must be a power of two, got {factor!r}")
     return int(factor).bit_length() - 1
-
-
-def _check_images(x: Any) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"VQVAE2 expects images as a tensor (B, C, H, W), got {type(x).__name__}")
-    check_real_device("VQVAE2", x, "images")
-    if not x.is_floating_point():
-        raise TypeError(
-            f"VQVAE2 expects floating-point images, got {x.dtype} (convert integer images with "
-            "x.float() / 255)"
-        )
-    if x.dim() != 4:
-        raise ValueError(f"VQVAE2 expects images of shape (B, C, H, W), got {tuple(x.shape)}")
-    if x.shape[0] == 0:
-        raise ValueError(
-            "VQVAE2 received an empty batch (B = 0); its loss is a mean over images and is "
-            "undefined for none"
-        )
 
 
 def _check_codes(name: str, codes: Any, codebook_size: int) -> torch.Tensor:
@@ -366,7 +349,7 @@ class VQVAE2(
         return (height // top, width // top), (height // bottom, width // bottom)
 
     def _check_input(self, x: Any) -> None:
-        _check_images(x)
+        _check_images(x, "VQVAE2")
         top = self.factors[0]
         if x.shape[-2] % top or x.shape[-1] % top:
             raise ValueError(
