@@ -229,3 +229,34 @@ def load_weights(model: torch.nn.Module, model_file: Any) -> None:
         load_model(model, str(model_file), strict=False)
     except (SafetensorError, OSError) as exc:  # the header was sound; the data was not
         raise InvalidModelError(f"cannot read the tensors of {model_file}: {exc}") from exc
+
+
+def read_checked_tensors(
+    path: str | os.PathLike, expected: dict[str, tuple[int, ...]], owner: str, what: str, hint: str
+) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file, with every key and shape checked against ``expected``.
+
+    A file that is not safetensors, lacks or adds keys, or holds a tensor of another shape is
+    refused with a ``ValueError`` that names ``owner``, the file, the first differences and
+    ``hint`` (how to make the right file). ``what`` says what the file should be ("an LPIPS
+    VGG16 file").
+    """
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except Exception as exc:  # safetensors' own error type for a damaged or foreign file
+        raise ValueError(f"{owner}: {path} is not a safetensors file ({exc})") from exc
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ValueError(
+            f"{owner}: {path} is not {what}: missing {missing[:4]}, unexpected {unexpected[:4]} "
+            f"({hint})"
+        )
+    for key, value in state.items():
+        if tuple(value.shape) != expected[key]:
+            raise ValueError(
+                f"{owner}: {path}: {key} has shape {tuple(value.shape)}, expected {expected[key]}"
+            )
+    return state

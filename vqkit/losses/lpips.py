@@ -38,6 +38,7 @@ from torch import nn
 
 from vqkit._checks import check_bool, check_real_device
 from vqkit._registry import register
+from vqkit._safetensors import read_checked_tensors
 
 __all__ = ["DEFAULT_WEIGHTS", "LPIPS", "VGG16Features", "convert_lpips_weights"]
 
@@ -212,22 +213,13 @@ class LPIPS(nn.Module):
 
     def load_weights(self, path: str | os.PathLike) -> None:
         """Load a safetensors file written by ``convert_lpips_weights`` (strict)."""
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-        expected = self.expected_shapes()
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        if missing or unexpected:
-            raise ValueError(
-                f"LPIPS: {path} is not an LPIPS VGG16 file: missing {missing[:4]}, unexpected "
-                f"{unexpected[:4]} (make it with python -m vqkit.losses.lpips)"
-            )
-        for key, value in state.items():
-            if tuple(value.shape) != expected[key]:
-                raise ValueError(
-                    f"LPIPS: {path}: {key} has shape {tuple(value.shape)}, expected {expected[key]}"
-                )
+        state = read_checked_tensors(
+            path,
+            self.expected_shapes(),
+            "LPIPS",
+            "an LPIPS VGG16 file",
+            "make it with python -m vqkit.losses.lpips",
+        )
         self.load_state_dict(state, assign=True)
 
     def train(self, mode: bool = True) -> LPIPS:

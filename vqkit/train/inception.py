@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vqkit._checks import check_bool, check_positive_int, check_real_device
+from vqkit._safetensors import read_checked_tensors
 
 __all__ = [
     "DEFAULT_WEIGHTS",
@@ -330,27 +331,13 @@ class FIDInceptionV3(nn.Module):
     def read_weights(cls, path: str | os.PathLike) -> dict[str, torch.Tensor]:
         """The tensors of a file written by ``convert_inception_weights``, every key and shape
         checked (``ValueError`` naming the first differences otherwise)."""
-        from safetensors.torch import load_file
-
-        try:
-            state = load_file(str(path))
-        except Exception as exc:  # safetensors' own error type for a damaged or foreign file
-            raise ValueError(f"FIDInceptionV3: {path} is not a safetensors file ({exc})") from exc
-        expected = cls.expected_shapes()
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        if missing or unexpected:
-            raise ValueError(
-                f"FIDInceptionV3: {path} is not an FID Inception file: missing {missing[:4]}, "
-                f"unexpected {unexpected[:4]} (make it with python -m vqkit.train.inception)"
-            )
-        for key, value in state.items():
-            if tuple(value.shape) != expected[key]:
-                raise ValueError(
-                    f"FIDInceptionV3: {path}: {key} has shape {tuple(value.shape)}, expected "
-                    f"{expected[key]}"
-                )
-        return state
+        return read_checked_tensors(
+            path,
+            cls.expected_shapes(),
+            "FIDInceptionV3",
+            "an FID Inception file",
+            "make it with python -m vqkit.train.inception",
+        )
 
     def load_weights(self, path: str | os.PathLike) -> None:
         """Load a safetensors file written by ``convert_inception_weights`` (every tensor)."""
