@@ -325,10 +325,10 @@ def _gan_flags(args: argparse.Namespace, model_config: dict) -> None:
 def _has_prior(name: str, model_config: dict) -> bool:
     """Whether the model the options name is a discrete model with a prior."""
     import vqkit
-    from vqkit.models.presets import GAN_PRESETS, PRESETS, VQVAE2_PRESETS
+    from vqkit.models.presets import find_preset
 
-    if name in PRESETS or name in GAN_PRESETS or name in VQVAE2_PRESETS:
-        preset = PRESETS.get(name) or GAN_PRESETS.get(name) or VQVAE2_PRESETS[name]
+    preset = find_preset(name)  # any family's preset (VQ-VAE, VQ-GAN, dVAE, VQ-VAE-2)
+    if preset is not None:
         return model_config.get("prior", preset.config.get("prior")) is not None
     try:
         cls: Any = vqkit.get("model", name)  # a registered model class

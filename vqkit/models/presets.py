@@ -171,28 +171,49 @@ def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, A
     return merged
 
 
-def preset_config(name: str, **overrides: Any) -> dict[str, Any]:
-    """The VQVAE constructor arguments of preset ``name``, with ``overrides`` deep-merged.
-
-    Raises:
-        KeyError: ``name`` is not a preset (the message lists the presets).
-    """
-    if name not in PRESETS:
-        raise KeyError(f"unknown preset {name!r}; presets: {', '.join(sorted(PRESETS))}")
-    return _merge(PRESETS[name].config, overrides)
+def _table_config(
+    table: Mapping[str, Preset], label: str, name: str, overrides: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Preset ``name`` of ``table`` with ``overrides`` deep-merged (KeyError listing them)."""
+    if name not in table:
+        raise KeyError(f"unknown {label}preset {name!r}; presets: {', '.join(sorted(table))}")
+    return _merge(table[name].config, overrides)
 
 
-def _factory(preset: Preset) -> Callable[..., VQVAE]:
-    def create(**overrides: Any) -> VQVAE:
-        return VQVAE(**preset_config(preset.name, **overrides))
+def _register_presets(
+    table: Mapping[str, Preset],
+    config_of: Callable[..., dict[str, Any]],
+    model_class: Callable[[], Callable[..., Any]],
+) -> None:
+    """Register every preset of ``table`` under kind ``"model"``: a factory that builds
+    ``model_class()`` (imported on first use) from ``config_of(name, **overrides)``."""
+    for preset in table.values():
+        register("model", preset.name)(_preset_factory(preset, config_of, model_class))
+
+
+def _preset_factory(
+    preset: Preset,
+    config_of: Callable[..., dict[str, Any]],
+    model_class: Callable[[], Callable[..., Any]],
+) -> Callable[..., Any]:
+    def create(**overrides: Any) -> Any:
+        return model_class()(**config_of(preset.name, **overrides))
 
     create.__name__ = create.__qualname__ = preset.name.replace("-", "_")
     create.__doc__ = f"{preset.description}.\n\nSource: {preset.source}."
     return create
 
 
-for _preset_entry in PRESETS.values():
-    register("model", _preset_entry.name)(_factory(_preset_entry))
+def preset_config(name: str, **overrides: Any) -> dict[str, Any]:
+    """The VQVAE constructor arguments of preset ``name``, with ``overrides`` deep-merged.
+
+    Raises:
+        KeyError: ``name`` is not a preset (the message lists the presets).
+    """
+    return _table_config(PRESETS, "", name, overrides)
+
+
+_register_presets(PRESETS, preset_config, lambda: VQVAE)
 
 
 def create_model(name: str, **overrides: Any) -> Any:
@@ -321,24 +342,16 @@ def gan_preset_config(name: str, **overrides: Any) -> dict[str, Any]:
     Raises:
         KeyError: ``name`` is not a VQ-GAN preset (the message lists them).
     """
-    if name not in GAN_PRESETS:
-        raise KeyError(f"unknown VQ-GAN preset {name!r}; presets: {', '.join(sorted(GAN_PRESETS))}")
-    return _merge(GAN_PRESETS[name].config, overrides)
+    return _table_config(GAN_PRESETS, "VQ-GAN ", name, overrides)
 
 
-def _gan_factory(preset: Preset) -> Callable[..., Any]:
-    def create(**overrides: Any) -> Any:
-        from vqkit.models.vqgan import VQGAN
+def _vqgan_class() -> Callable[..., Any]:
+    from vqkit.models.vqgan import VQGAN
 
-        return VQGAN(**gan_preset_config(preset.name, **overrides))
-
-    create.__name__ = create.__qualname__ = preset.name.replace("-", "_")
-    create.__doc__ = f"{preset.description}.\n\nSource: {preset.source}."
-    return create
+    return VQGAN
 
 
-for _gan_entry in GAN_PRESETS.values():
-    register("model", _gan_entry.name)(_gan_factory(_gan_entry))
+_register_presets(GAN_PRESETS, gan_preset_config, _vqgan_class)
 
 
 # ---- dvae branch: DALL-E dVAE presets (DVAE configs; registered under kind "model") -----------
@@ -513,20 +526,7 @@ def dvae_preset_config(name: str, **overrides: Any) -> dict[str, Any]:
     Raises:
         KeyError: ``name`` is not a dVAE preset (the message lists them).
     """
-    if name not in DVAE_PRESETS:
-        raise KeyError(f"unknown dVAE preset {name!r}; presets: {', '.join(sorted(DVAE_PRESETS))}")
-    return _merge(DVAE_PRESETS[name].config, overrides)
-
-
-def _dvae_factory(preset: Preset) -> Callable[..., Any]:
-    def create(**overrides: Any) -> Any:
-        from vqkit.models.dvae import DVAE
-
-        return DVAE(**dvae_preset_config(preset.name, **overrides))
-
-    create.__name__ = create.__qualname__ = preset.name.replace("-", "_")
-    create.__doc__ = f"{preset.description}.\n\nSource: {preset.source}."
-    return create
+    return _table_config(DVAE_PRESETS, "dVAE ", name, overrides)
 
 
 def vqvae2_preset_config(name: str, **overrides: Any) -> dict[str, Any]:
@@ -535,25 +535,50 @@ def vqvae2_preset_config(name: str, **overrides: Any) -> dict[str, Any]:
     Raises:
         KeyError: ``name`` is not a VQ-VAE-2 preset (the message lists them).
     """
-    if name not in VQVAE2_PRESETS:
-        raise KeyError(
-            f"unknown VQ-VAE-2 preset {name!r}; presets: {', '.join(sorted(VQVAE2_PRESETS))}"
-        )
-    return _merge(VQVAE2_PRESETS[name].config, overrides)
+    return _table_config(VQVAE2_PRESETS, "VQ-VAE-2 ", name, overrides)
 
 
-def _vqvae2_factory(preset: Preset) -> Callable[..., Any]:
-    def create(**overrides: Any) -> Any:
-        from vqkit.models.vqvae2 import VQVAE2
+def _dvae_class() -> Callable[..., Any]:
+    from vqkit.models.dvae import DVAE
 
-        return VQVAE2(**vqvae2_preset_config(preset.name, **overrides))
-
-    create.__name__ = create.__qualname__ = preset.name.replace("-", "_")
-    create.__doc__ = f"{preset.description}.\n\nSource: {preset.source}."
-    return create
+    return DVAE
 
 
-for _dvae_entry in DVAE_PRESETS.values():
-    register("model", _dvae_entry.name)(_dvae_factory(_dvae_entry))
-for _vqvae2_entry in VQVAE2_PRESETS.values():
-    register("model", _vqvae2_entry.name)(_vqvae2_factory(_vqvae2_entry))
+def _vqvae2_class() -> Callable[..., Any]:
+    from vqkit.models.vqvae2 import VQVAE2
+
+    return VQVAE2
+
+
+_register_presets(DVAE_PRESETS, dvae_preset_config, _dvae_class)
+_register_presets(VQVAE2_PRESETS, vqvae2_preset_config, _vqvae2_class)
+
+#: Every preset table with the function that gives a preset's full constructor arguments.
+_FAMILY_TABLES: tuple[tuple[dict[str, Preset], Callable[..., dict[str, Any]]], ...] = (
+    (PRESETS, preset_config),
+    (GAN_PRESETS, gan_preset_config),
+    (DVAE_PRESETS, dvae_preset_config),
+    (VQVAE2_PRESETS, vqvae2_preset_config),
+)
+
+
+def find_preset(name: str) -> Preset | None:
+    """The preset called ``name`` in any family's table (VQ-VAE, VQ-GAN, dVAE, VQ-VAE-2), or
+    None when ``name`` is not a preset."""
+    for table, _ in _FAMILY_TABLES:
+        if name in table:
+            return table[name]
+    return None
+
+
+def any_preset_config(name: str, **overrides: Any) -> dict[str, Any]:
+    """The constructor arguments of preset ``name`` of any family, with ``overrides`` merged.
+
+    Raises:
+        KeyError: ``name`` is not a preset of any family.
+    """
+    for table, config_of in _FAMILY_TABLES:
+        if name in table:
+            return config_of(name, **overrides)
+    names = sorted(n for table, _ in _FAMILY_TABLES for n in table)
+    raise KeyError(f"unknown preset {name!r}; presets: {', '.join(names)}")

@@ -364,9 +364,9 @@ def load_run_data(
 
 # ---- model --------------------------------------------------------------------------------------
 def _family(name: str) -> str:
-    from vqkit.models.presets import DVAE_PRESETS, GAN_PRESETS, PRESETS, VQVAE2_PRESETS
+    from vqkit.models.presets import find_preset
 
-    if any(name in table for table in (PRESETS, GAN_PRESETS, DVAE_PRESETS, VQVAE2_PRESETS)):
+    if find_preset(name) is not None:
         return "discrete"
     cls: Any = get("model", name)  # a registered model class
     problems = contract_problems("model", cls)
@@ -380,16 +380,7 @@ def _family(name: str) -> str:
 
 def resolve_model_config(spec: RunSpec, sample_shape: tuple[int, ...]) -> dict[str, Any]:
     """``spec.model_config`` with the sizes the data fixes filled in where they are left out."""
-    from vqkit.models.presets import (
-        DVAE_PRESETS,
-        GAN_PRESETS,
-        PRESETS,
-        VQVAE2_PRESETS,
-        dvae_preset_config,
-        gan_preset_config,
-        preset_config,
-        vqvae2_preset_config,
-    )
+    from vqkit.models.presets import any_preset_config, find_preset
 
     config = copy.deepcopy(spec.model_config)
     name = spec.model
@@ -409,14 +400,8 @@ def resolve_model_config(spec: RunSpec, sample_shape: tuple[int, ...]) -> dict[s
         raise ValueError(f"{name} is an image model; the data has samples of shape {sample_shape}")
     c, h, w = sample_shape
     config.setdefault("image_size", [h, w])
-    full = preset_config(name, **config) if name in PRESETS else config
-    if name in GAN_PRESETS:
-        full = gan_preset_config(name, **config)
-    dvae = _is_dvae(name)  # dvae branch: a DVAE wires its decoder's out_channels (2 per channel)
-    if dvae:
-        full = dvae_preset_config(name, **config) if name in DVAE_PRESETS else config
-    if name in VQVAE2_PRESETS:  # vqvae2 branch
-        full = vqvae2_preset_config(name, **config)
+    full = any_preset_config(name, **config) if find_preset(name) is not None else config
+    dvae = _is_dvae(name)  # a DVAE wires its decoder's out_channels (2 per image channel)
     encoder = full.get("encoder")
     if isinstance(encoder, dict) and encoder.get("in_channels") != c:
         given = config.get("encoder")
