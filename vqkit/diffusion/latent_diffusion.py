@@ -100,15 +100,17 @@ class LatentDiffusion(
         block_out_channels: the UNet's widths per resolution; ``len - 1`` halvings (inputs are
             padded to a multiple of ``2 ** (len - 1)`` and cropped back).
         layers_per_block: residual blocks per resolution.
-        down_block_types, up_block_types: diffusers block names; default ``DownBlock2D`` /
-            ``UpBlock2D`` at the first resolution and ``AttnDownBlock2D`` / ``AttnUpBlock2D``
-            below it.
+        down_block_types: diffusers block names; default ``DownBlock2D`` at the first
+            resolution and ``AttnDownBlock2D`` below it.
+        up_block_types: diffusers block names; default ``UpBlock2D`` at the first resolution
+            and ``AttnUpBlock2D`` below it.
         attention_head_dim: channels per attention head.
         norm_num_groups: GroupNorm groups (must divide every width).
         num_classes: number of classes of a class-conditional prior (a learned class embedding
             added to the time embedding), or None.
         num_train_timesteps: T.
-        beta_start, beta_end: LDM's ``linear_start`` / ``linear_end``.
+        beta_start: LDM's ``linear_start``.
+        beta_end: LDM's ``linear_end``.
         timestep_spacing: the sampling timesteps, ``"trailing"`` (default), ``"leading"`` or
             ``"linspace"`` (diffusers' names).
         prediction_type: what the UNet predicts, ``"epsilon"`` (LDM) or ``"v_prediction"``
@@ -126,7 +128,8 @@ class LatentDiffusion(
         sampler: the default sampler of ``sample``, ``"ddim"`` or ``"ddpm"``.
         steps: the default number of sampling steps.
         eta: the default DDIM η.
-        device, dtype: factory arguments for the parameters.
+        device: factory argument for the parameters.
+        dtype: factory argument for the parameters.
 
     Shape:
         - latents (``loss``, ``sample`` output): (B, D, h, w), the first stage's scale (the
