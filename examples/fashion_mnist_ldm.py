@@ -158,11 +158,16 @@ def main() -> None:
             inputs = encode(model.encode_latents, data)  # (N, D, 7, 7) before the quantizer
         else:
             inputs = encode(model.encode_indices, data)  # (N, 7, 7) codes
-        seconds = train(prior, lambda b, p=prior: p.loss(b).loss, inputs, args.prior_steps,
-                        1e-3, args.seed, name)  # fmt: skip
+        if (out / name / "config.json").is_file():  # a finished prior of an earlier run
+            model = VQVAE.from_pretrained(out / name).eval()
+            prior, seconds = model.prior, None
+            print(f"{name}: reusing the prior trained earlier in {out / name}", flush=True)
+        else:
+            seconds = train(prior, lambda b, p=prior: p.loss(b).loss, inputs, args.prior_steps,
+                            1e-3, args.seed, name)  # fmt: skip
         model.eval()
         entry: dict = {
-            "train_minutes": round(seconds / 60, 2),
+            "train_minutes": None if seconds is None else round(seconds / 60, 2),
             "parameters": sum(p.numel() for p in prior.parameters()),
         }
         if prior.domain == "continuous":
