@@ -47,7 +47,9 @@ def _resnet(
         "residual_hidden_channels": residual_hidden,
     }
     encoder = {**common, "in_channels": channels, "num_downsamples": downsamples}
-    decoder = {**common, "out_channels": channels, "num_upsamples": downsamples}
+    # No decoder out_channels: the model wires it from the encoder's in_channels (times the
+    # likelihood's parameters per channel for a DVAE), so a run can change the channels alone.
+    decoder = {**common, "num_upsamples": downsamples}
     return encoder, decoder
 
 
@@ -260,7 +262,7 @@ def _taming(channels: int, ch: int, ch_mult: list[int], blocks: int, attention: 
     }
     if z_channels is not None:
         common["z_channels"] = z_channels
-    return {**common, "in_channels": channels}, {**common, "out_channels": channels}
+    return {**common, "in_channels": channels}, dict(common)  # decoder out_channels is wired
 
 
 def _gan_preset(name: str, description: str, source: str, **config: Any) -> Preset:
@@ -365,10 +367,6 @@ def _gumbel(dim: int, codebook_size: int, kl_weight: float) -> dict[str, Any]:
     }
 
 
-def _dvae_decoder(parts: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
-    # DVAE wires out_channels (2 per image channel for the logit-Laplace μ and ln b).
-    return {k: v for k, v in parts[1].items() if k != "out_channels"}
-
 
 #: dVAE presets. ``kl_weight`` is per latent position against a per-pixel-value mean
 #: reconstruction NLL: ELBO-equivalent weight β·h·w/(H·W·C) (see ``GumbelQuantizer``).
@@ -386,7 +384,7 @@ DVAE_PRESETS: dict[str, Preset] = {
             {
                 "encoder": _resnet(3, 256, 2, 64, 3)[0],
                 "quantizer": _gumbel(128, 8192, 6.6 * 1024 / (256 * 256 * 3)),
-                "decoder": _dvae_decoder(_resnet(3, 256, 2, 64, 3)),
+                "decoder": _resnet(3, 256, 2, 64, 3)[1],
                 "image_size": [256, 256],
                 "reconstruction_loss": "logit_laplace",
             },
@@ -399,7 +397,7 @@ DVAE_PRESETS: dict[str, Preset] = {
             {
                 "encoder": _resnet(1, 32, 1, 16, 1)[0],
                 "quantizer": _gumbel(16, 64, 16 / 64),
-                "decoder": _dvae_decoder(_resnet(1, 32, 1, 16, 1)),
+                "decoder": _resnet(1, 32, 1, 16, 1)[1],
                 "prior": _prior(32, 4),
                 "image_size": [8, 8],
                 "reconstruction_loss": "logit_laplace",
@@ -414,7 +412,7 @@ DVAE_PRESETS: dict[str, Preset] = {
             {
                 "encoder": _resnet(1, 64, 2, 32, 2)[0],
                 "quantizer": _gumbel(32, 512, 49 / 784),
-                "decoder": _dvae_decoder(_resnet(1, 64, 2, 32, 2)),
+                "decoder": _resnet(1, 64, 2, 32, 2)[1],
                 "prior": _prior(64, 8),
                 "image_size": [28, 28],
                 "reconstruction_loss": "logit_laplace",
@@ -464,12 +462,12 @@ def _vqvae2_config(
         "top_quantizer": _vq(dims[0], codebooks[0]),
         "bottom_quantizer": _vq(dims[1], codebooks[1]),
         "top_to_bottom": dict(part),
-        "decoder": {**part, "out_channels": channels},
+        "decoder": dict(part),  # out_channels wired from the encoder's in_channels
         "prior": prior,
         "image_size": image_size,
     }
     if top_decoder:
-        config["top_decoder"] = {**part, "out_channels": channels}
+        config["top_decoder"] = dict(part)
         config["top_reconstruction_weight"] = 1.0
     return config
 

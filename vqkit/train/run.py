@@ -401,7 +401,6 @@ def resolve_model_config(spec: RunSpec, sample_shape: tuple[int, ...]) -> dict[s
     c, h, w = sample_shape
     config.setdefault("image_size", [h, w])
     full = any_preset_config(name, **config) if find_preset(name) is not None else config
-    dvae = _is_dvae(name)  # a DVAE wires its decoder's out_channels (2 per image channel)
     encoder = full.get("encoder")
     if isinstance(encoder, dict) and encoder.get("in_channels") != c:
         given = config.get("encoder")
@@ -410,21 +409,12 @@ def resolve_model_config(spec: RunSpec, sample_shape: tuple[int, ...]) -> dict[s
                 f"{name}: the encoder's in_channels is {given['in_channels']} but the data has "
                 f"{c} channel(s); leave in_channels out to take it from the data"
             )
+        # Only the encoder's in_channels: every model wires its decoders' out_channels from it
+        # (a DVAE's to 2 per channel), and presets leave them out.
         config.setdefault("encoder", {}).setdefault("in_channels", c)
-        decoder = config.setdefault("decoder", {})
-        if isinstance(decoder, dict) and not dvae:
-            decoder.setdefault("out_channels", c)
     elif isinstance(encoder, str):
         config["encoder"] = {"type": encoder, "in_channels": c}
     return config
-
-
-def _is_dvae(name: str) -> bool:
-    from vqkit.models.dvae import DVAE
-    from vqkit.models.presets import DVAE_PRESETS
-
-    cls = get("model", name)
-    return name in DVAE_PRESETS or (isinstance(cls, type) and issubclass(cls, DVAE))
 
 
 def build_run_model(spec: RunSpec, sample_shape: tuple[int, ...]) -> nn.Module:
