@@ -33,7 +33,8 @@ def test_every_preset_takes_the_data_channels(name: str, channels: int) -> None:
 def test_the_run_records_only_the_encoder_channels() -> None:
     config = resolve_model_config(RunSpec(model="vqvae2-fashion-mnist"), (3, 28, 28))
     assert config["encoder"] == {"in_channels": 3}
-    assert "decoder" not in config and "top_decoder" not in config
+    assert "decoder" not in config
+    assert "top_decoder" not in config
 
 
 def test_an_explicit_decoder_width_that_contradicts_the_data_is_refused() -> None:
