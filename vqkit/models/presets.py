@@ -367,7 +367,6 @@ def _gumbel(dim: int, codebook_size: int, kl_weight: float) -> dict[str, Any]:
     }
 
 
-
 #: dVAE presets. ``kl_weight`` is per latent position against a per-pixel-value mean
 #: reconstruction NLL: ELBO-equivalent weight β·h·w/(H·W·C) (see ``GumbelQuantizer``).
 DVAE_PRESETS: dict[str, Preset] = {
