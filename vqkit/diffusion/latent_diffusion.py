@@ -28,8 +28,9 @@ built). Every scheduler option is set explicitly, because diffusers' defaults ar
 
 The latent scale factor (LDM's ``scale_factor``, ``scale_by_std``) multiplies ``z_e`` before
 diffusion so the latents the UNet sees have unit variance: fixed by ``scale_factor=`` or, with
-``scale_factor=None``, set to ``1 / std`` of the first training batch ``loss`` sees. It is a
-buffer, saved with the model.
+``scale_factor=None``, set to ``1 / std`` of the first training batch ``loss`` sees (pooled over
+the ranks under torchrun, so every replica sets the same value). It is a buffer, saved with the
+model.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from vqkit._registry import register
 from vqkit.autoregressive.sampling import check_cond
 from vqkit.contracts import LossOutput
 from vqkit.diffusion.sampling import ddim_invert, sample_loop
+from vqkit.quantize._distributed import all_reduce_sum, world_size
 
 __all__ = ["LatentDiffusion", "require_diffusers"]
 
@@ -395,7 +397,7 @@ class LatentDiffusion(
                     "latent values in the first batch"
                 )
             with torch.no_grad():
-                self.scale_factor.copy_(1.0 / z.detach().float().std())
+                self.scale_factor.copy_(1.0 / _pooled_std(z.detach()))
             self._scale_known = True
         if self.training and torch.is_grad_enabled():
             self.update_ema()
@@ -536,3 +538,19 @@ class LatentDiffusion(
             f"quantize_denoised={self.quantize_denoised}, ema_decay={self.ema_decay}, "
             f"timestep_spacing={self.timestep_spacing!r}"
         )
+
+
+def _pooled_std(z: torch.Tensor) -> torch.Tensor:
+    """The standard deviation (Bessel-corrected) of ``z``'s values pooled over every process.
+
+    Under torchrun each rank's first batch differs; pooling makes every rank set the same scale
+    factor (the std of the concatenated batches), so the replicas stay identical. Two passes in
+    float64 (count and sum, then squared deviations from the pooled mean), one scalar
+    all-reduce each; a single process gives ``z.float().std()``.
+    """
+    if world_size() == 1:
+        return z.float().std()
+    flat = z.double().flatten()
+    n, total = all_reduce_sum(torch.stack([flat.new_tensor(flat.numel()), flat.sum()])).unbind()
+    squares = all_reduce_sum((flat - total / n).square().sum())
+    return (squares / (n - 1)).sqrt().float()
