@@ -168,9 +168,14 @@ class GridPrior(nn.Module):
               (and on ``cond`` and ``cond_map``).
         """
         indices = check_indices(indices, self.num_embeddings)
+        self._check_grid((int(indices.shape[1]), int(indices.shape[2])))
         cond = check_cond(cond, self.num_classes, indices.shape[0], indices.device)
         cond_map = self._check_cond_map("forward", cond_map, indices.shape[0], indices.shape[1:])
         return self.logits_from_embeddings(self.embed(indices), cond, cond_map)
+
+    def _check_grid(self, size: tuple[int, int]) -> None:
+        """Refuse a code grid (H, W) the network cannot model (a hook: convolutional priors take
+        any size; a transformer's learned positions bound it)."""
 
     def _check_cond_map(
         self, method: str, cond_map: object, batch: int, size: Any, broadcast: bool = False

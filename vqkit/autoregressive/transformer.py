@@ -51,13 +51,11 @@ from vqkit.autoregressive.base import GridPrior
 from vqkit.autoregressive.checks import check_cond_channels
 from vqkit.autoregressive.sampling import (
     check_cond,
-    check_indices,
     check_temperature,
     draw_codes,
     draw_uniform,
     prepare_given,
 )
-from vqkit.contracts import LossOutput, likelihood_loss
 
 __all__ = ["TransformerPrior", "filter_logits"]
 
@@ -238,44 +236,6 @@ class TransformerPrior(GridPrior, HubMixin):
             hidden = block(hidden)
         logits = self.head(self.norm(hidden))  # (B, L, K)
         return rearrange(logits, "b (h w) k -> b k h w", h=h)
-
-    def forward(
-        self,
-        indices: torch.Tensor,
-        cond: torch.Tensor | int | None = None,
-        *,
-        cond_map: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Logits of every position given the codes before it in raster order.
-
-        Args:
-            indices: codes (B, H, W), integer dtype, values in [0, num_embeddings).
-            cond: class labels (B,) or an int, required iff ``num_classes`` is set.
-            cond_map: floating-point map (B, cond_channels, H, W) at the code grid's size,
-                finite, required iff ``cond_channels`` is set.
-
-        Shape:
-            - Output: (B, K, H, W).
-        """
-        indices = check_indices(indices, self.num_embeddings)
-        self._check_grid(cast(tuple[int, int], tuple(indices.shape[1:])))  # (H, W)
-        cond = check_cond(cond, self.num_classes, indices.shape[0], indices.device)
-        cond_map = self._check_cond_map("forward", cond_map, indices.shape[0], indices.shape[1:])
-        return self.logits_from_embeddings(self.embed(indices), cond, cond_map)
-
-    def loss(
-        self,
-        indices: torch.Tensor,
-        cond: torch.Tensor | int | None = None,
-        *,
-        cond_map: torch.Tensor | None = None,
-    ) -> LossOutput:
-        """Training objective: the exact NLL in nats per code position, batch mean (see
-        ``vqkit.contracts.likelihood_loss``). The batch must not be empty."""
-        log_prob = self.log_prob(indices, cond, cond_map=cond_map)  # validates; (B,)
-        if log_prob.numel() == 0:
-            raise ValueError(f"{type(self).__name__}.loss: the batch is empty")
-        return likelihood_loss(log_prob, indices[0].numel())
 
     def _check_grid(self, size: tuple[int, int]) -> None:
         if size[0] < 1 or size[1] < 1:
