@@ -4,20 +4,17 @@ over the ranks, so both replicas set the same value, 1 / std of the concatenated
 from __future__ import annotations
 
 import os
-import sys
-import time
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from gloo_workers import run_workers
 
 pytest.importorskip("diffusers")
 
 from vqkit.diffusion import LatentDiffusion
 
 WORLD = 2
-TIMEOUT_S = 120
 TINY = {"block_out_channels": [8], "layers_per_block": 1, "norm_num_groups": 4, "ema_decay": None}
 
 
@@ -40,21 +37,7 @@ def worker(rank: int, init_file: str, out_dir: str) -> None:
 
 
 def test_the_scale_factor_is_pooled_over_ranks(tmp_path) -> None:
-    if not dist.is_available() or not dist.is_gloo_available():
-        pytest.skip("torch.distributed with gloo is not available")
-    if sys.platform == "win32":
-        pytest.skip("file:// rendezvous for gloo is not supported on Windows here")
-    method = "fork" if sys.platform == "linux" else "spawn"
-    context = mp.start_processes(
-        worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=False,
-        start_method=method,
-    )  # fmt: skip
-    deadline = time.monotonic() + TIMEOUT_S
-    while not context.join(timeout=1.0):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail(f"the {WORLD} gloo workers did not finish in {TIMEOUT_S} s")
+    run_workers(worker, tmp_path, WORLD)
     scales = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
     pooled = torch.cat([batch(r).flatten() for r in range(WORLD)]).double().std()
     assert torch.equal(scales[0], scales[1])  # identical replicas

@@ -4,19 +4,16 @@ both ranks end with identical codebooks, equal to one process seeing both ranks'
 from __future__ import annotations
 
 import os
-import sys
-import time
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from gloo_workers import run_workers
 
 from vqkit import ResidualVQ, VectorQuantizer
 
 WORLD = 2
 STEPS = 4
-TIMEOUT_S = 120
 CONFIGS = {
     "ema": {"reseed": None},
     "dead_code": {"reseed": "dead_code", "dead_code_threshold": 0.5},
@@ -62,22 +59,8 @@ def worker(rank: int, init_file: str, out_dir: str) -> None:
 
 @pytest.fixture(scope="module")
 def rank_results(tmp_path_factory) -> list[dict]:
-    if not dist.is_available() or not dist.is_gloo_available():
-        pytest.skip("torch.distributed with gloo is not available")
-    if sys.platform == "win32":
-        pytest.skip("file:// rendezvous for gloo is not supported on Windows here")
     tmp = tmp_path_factory.mktemp("ddp")
-    # fork skips re-importing torch in the children (seconds on 2 cores); workers use 1 thread
-    method = "fork" if sys.platform == "linux" else "spawn"
-    context = mp.start_processes(
-        worker, args=(str(tmp / "init"), str(tmp)), nprocs=WORLD, join=False, start_method=method
-    )
-    deadline = time.monotonic() + TIMEOUT_S
-    while not context.join(timeout=1.0):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail(f"the {WORLD} gloo workers did not finish in {TIMEOUT_S} s")
+    run_workers(worker, tmp, WORLD)  # workers use 1 thread
     return [torch.load(tmp / f"rank{r}.pt") for r in range(WORLD)]
 
 
