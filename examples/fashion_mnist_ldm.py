@@ -33,39 +33,11 @@ import time
 from pathlib import Path
 
 import torch
+from _fashion_mnist import data_and_classifier, first_stage, in_chunks, train, vqvae_config
 
-from vqkit import VQVAE, load_dataset
+from vqkit import VQVAE
 from vqkit.train.evaluate import evaluate_sample_quality
-from vqkit.train.frechet import load_or_train_classifier
 from vqkit.train.images import image_grid, save_image
-
-
-def train(module, loss_fn, data, steps: int, lr: float, seed: int, label: str, batch_size=64):
-    """Adam with a cosine learning-rate decay over ``steps`` random minibatches."""
-    gen = torch.Generator().manual_seed(seed)
-    params = [p for p in module.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
-    module.train()
-    start, running = time.perf_counter(), None
-    for step in range(steps):
-        batch = data[torch.randint(0, len(data), (batch_size,), generator=gen)]
-        loss = loss_fn(batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        schedule.step()
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        if (step + 1) % max(steps // 5, 1) == 0:
-            print(f"  {label} step {step + 1}/{steps}: loss {running:.4f}", flush=True)
-    module.eval()
-    return time.perf_counter() - start
-
-
-@torch.no_grad()
-def encode(fn, images: torch.Tensor) -> torch.Tensor:
-    return torch.cat([fn(images[i : i + 500]) for i in range(0, len(images), 500)])
 
 
 def main() -> None:
@@ -89,34 +61,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
 
-    train_set = load_dataset("fashion-mnist", split="train")
-    test_set = load_dataset("fashion-mnist", split="test")
-    images, test_images = train_set.data, test_set.data
-    print(f"{len(images)} training and {len(test_images)} test images", flush=True)
-    classifier = load_or_train_classifier(
-        out / "classifier.safetensors", images[:10000], train_set.labels[:10000], epochs=2
-    )
-
-    torch.manual_seed(args.seed)
-    hidden = {"hidden_channels": 32, "num_residual_layers": 2, "residual_hidden_channels": 16}
-    first_stage = {
-        "encoder": {"type": "resnet", "in_channels": 1, "num_downsamples": 2, **hidden},
-        "quantizer": {"type": "vq", "dim": args.dim, "codebook_size": args.codes},
-        "decoder": {"type": "resnet", "out_channels": 1, "num_upsamples": 2, **hidden},
-        "image_size": [28, 28],
-    }
-    vqvae = VQVAE(**first_stage)
-    if (out / "vqvae" / "config.json").is_file():  # a finished first stage is reused
-        vqvae = VQVAE.from_pretrained(out / "vqvae")
-        vq_minutes = None
-    else:
-        seconds = train(
-            vqvae, lambda x: vqvae(x).loss, images, args.steps, 2e-3, args.seed, "vq-vae", 128
-        )
-        vq_minutes = round(seconds / 60, 2)
-        print(f"VQ-VAE trained in {vq_minutes} min", flush=True)
-        vqvae.save_pretrained(out / "vqvae")
-    vqvae.eval()
+    images, test_images, classifier = data_and_classifier(out)
+    first_stage_config = vqvae_config(args.dim, args.codes)
+    vqvae, vq_minutes = first_stage(out, images, args.dim, args.codes, args.steps, args.seed)
 
     priors = {
         "latent_diffusion": {
@@ -150,14 +97,14 @@ def main() -> None:
     grids = {"real_test_images": reference[:64]}
     for name, spec in priors.items():
         torch.manual_seed(args.seed)
-        model = VQVAE(**first_stage, prior=spec)
+        model = VQVAE(**first_stage_config, prior=spec)
         model.load_state_dict(vqvae.state_dict(), strict=False)  # the shared first stage
         model.eval().requires_grad_(False)
         prior = model.prior.requires_grad_(True)
         if prior.domain == "continuous":
-            inputs = encode(model.encode_latents, data)  # (N, D, 7, 7) before the quantizer
+            inputs = in_chunks(model.encode_latents, data)  # (N, D, 7, 7) before the quantizer
         else:
-            inputs = encode(model.encode_indices, data)  # (N, 7, 7) codes
+            inputs = in_chunks(model.encode_indices, data)  # (N, 7, 7) codes
         if (out / name / "config.json").is_file():  # a finished prior of an earlier run
             model = VQVAE.from_pretrained(out / name).eval()
             prior, seconds = model.prior, None

@@ -32,45 +32,16 @@ import time
 from pathlib import Path
 
 import torch
+from _fashion_mnist import data_and_classifier, first_stage, in_chunks, train
 
-from vqkit import VQVAE, GatedPixelCNN, MaskGIT, TransformerPrior, load_dataset
-from vqkit.train.frechet import dataset_frechet_distance, kid, load_or_train_classifier
+from vqkit import VQVAE, GatedPixelCNN, MaskGIT, TransformerPrior
+from vqkit.train.frechet import dataset_frechet_distance, kid
 from vqkit.train.images import image_grid, save_image
-
-
-def train(module, loss_fn, data, steps: int, lr: float, seed: int, label: str, batch_size=64):
-    """Adam with a cosine learning-rate decay over ``steps`` random minibatches."""
-    gen = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
-    module.train()
-    start, running = time.perf_counter(), None
-    for step in range(steps):
-        batch = data[torch.randint(0, len(data), (batch_size,), generator=gen)]
-        loss = loss_fn(batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        if (step + 1) % max(steps // 5, 1) == 0:
-            print(f"  {label} step {step + 1}/{steps}: loss {running:.4f}", flush=True)
-    module.eval()
-    return time.perf_counter() - start
-
-
-@torch.no_grad()
-def encode(model: VQVAE, images: torch.Tensor) -> torch.Tensor:
-    return torch.cat(
-        [model.encode_indices(images[i : i + 500]) for i in range(0, len(images), 500)]
-    )
 
 
 @torch.no_grad()
 def decode(model: VQVAE, codes: torch.Tensor) -> torch.Tensor:
-    chunks = [model.decode_indices(codes[i : i + 500]) for i in range(0, len(codes), 500)]
-    return torch.cat(chunks).clamp(0, 1)
+    return in_chunks(model.decode_indices, codes).clamp(0, 1)
 
 
 def main() -> None:
@@ -93,35 +64,12 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
 
-    train_set = load_dataset("fashion-mnist", split="train")
-    test_set = load_dataset("fashion-mnist", split="test")
-    images, test_images = train_set.data, test_set.data
-    print(f"{len(images)} training and {len(test_images)} test images", flush=True)
-
     # the classifier whose features measure sample quality (cached in the run folder)
-    classifier = load_or_train_classifier(
-        out / "classifier.safetensors", images[:10000], train_set.labels[:10000], epochs=2
-    )
-
-    torch.manual_seed(args.seed)
-    hidden = {"hidden_channels": 32, "num_residual_layers": 2, "residual_hidden_channels": 16}
-    model = VQVAE(
-        encoder={"type": "resnet", "in_channels": 1, "num_downsamples": 2, **hidden},
-        quantizer={"type": "vq", "dim": 32, "codebook_size": args.codes},
-        decoder={"type": "resnet", "out_channels": 1, "num_upsamples": 2, **hidden},
-        image_size=[28, 28],
-    )
-    if (out / "vqvae" / "config.json").is_file():  # a finished first stage is reused
-        model = VQVAE.from_pretrained(out / "vqvae")
-    else:
-        seconds = train(
-            model, lambda x: model(x).loss, images, args.steps, 2e-3, args.seed, "vq-vae", 128
-        )
-        print(f"VQ-VAE trained in {seconds / 60:.1f} min", flush=True)
-        model.save_pretrained(out / "vqvae")
+    images, test_images, classifier = data_and_classifier(out)
+    model, _ = first_stage(out, images, 32, args.codes, args.steps, args.seed)
     model.eval().requires_grad_(False)
-    codes = encode(model, images[: args.train_images])
-    test_codes = encode(model, test_images)
+    codes = in_chunks(model.encode_indices, images[: args.train_images])
+    test_codes = in_chunks(model.encode_indices, test_images)
     h, w = codes.shape[1:]
     positions = h * w
     usage = torch.unique(codes).numel()
@@ -178,7 +126,7 @@ def main() -> None:
     real = images[
         torch.randperm(len(images), generator=torch.Generator().manual_seed(2))[: args.samples]
     ]
-    recon = decode(model, encode(model, reference))
+    recon = decode(model, in_chunks(model.encode_indices, reference))
 
     def quality(fake: torch.Tensor) -> dict:
         fd = dataset_frechet_distance(classifier, reference, fake)
