@@ -19,6 +19,19 @@ from vqkit.models.presets import gan_preset_config
 from vqkit.models.vqgan import VQGAN
 from vqkit.train import Trainer
 
+# 32 images, global batch 8: 4 steps an epoch; the kill at step 3 is mid-epoch (after the step-2
+# checkpoint) and the run ends 2 steps into its second epoch.
+SETTINGS = {
+    "max_steps": 6,
+    "epochs": None,
+    "batch_size": 8,
+    "progress": False,
+    "seed": 0,
+    "lr": 3e-3,
+    "disc_lr": 1e-2,
+    "checkpoint_every": 2,
+}
+
 
 class Killed(BaseException):
     """Stands for SIGKILL: nothing catches it and no cleanup runs."""
@@ -51,20 +64,7 @@ def _run(out: str, kill_at: int | None = None) -> tuple[VQGAN, Trainer, list[flo
             raise Killed
 
     model = _model()
-    trainer = Trainer(
-        model,
-        data,
-        out_dir=out,
-        callbacks=[record],
-        max_steps=6,
-        epochs=None,
-        batch_size=8,
-        progress=False,
-        seed=0,
-        lr=3e-3,
-        disc_lr=1e-2,
-        checkpoint_every=2,
-    )
+    trainer = Trainer(model, data, out_dir=out, callbacks=[record], **SETTINGS)
     trainer.fit()
     return model, trainer, lambdas
 

@@ -1,7 +1,6 @@
 """VQ-GAN under torchrun (2 gloo processes): identical ranks, equal to one process on the whole
 batch, and a killed-and-resumed run equal to the uninterrupted one; SyncBatchNorm2d's swap."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,23 +9,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from torch import nn
+from train_helpers import subprocess_env
 
 from vqkit.train.distributed import SyncBatchNorm2d, sync_batchnorm
 
 HERE = Path(__file__).parent
 
 
-def _env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
-    env["OMP_NUM_THREADS"] = "1"
-    return env
-
-
 def _launch(args: list[str]) -> None:
     done = subprocess.run(
         args,
-        env=_env(),
+        env=subprocess_env(),
         capture_output=True,
         text=True,
         timeout=180,
