@@ -3,13 +3,14 @@ same parameters, discriminator and logs from the same start, before and after di
 
 import copy
 
+import pytest
 import torch
 
 from vqkit.data import ArrayDataset
 from vqkit.models.presets import gan_preset_config
 from vqkit.models.vqgan import VQGAN
 from vqkit.train import Trainer
-from vqkit.train.gan import GANStep
+from vqkit.train.gan import GANStep, gan_update
 
 SEED, STEPS, N = 0, 4, 8  # one batch per epoch: epoch e is the trainer's order of epoch e
 
@@ -55,3 +56,24 @@ def test_gan_step_and_trainer_step_agree_exactly():
     # The run moved the weights: the agreement is not that of two untouched copies.
     moved = [not torch.equal(v, models[0].state_dict()[k]) for k, v in initial.items()]
     assert sum(moved) > len(moved) // 2
+
+
+def test_gan_update_checks_its_arguments():
+    torch.manual_seed(0)
+    model = VQGAN(**gan_preset_config("vqgan-digits", prior=None))
+    disc = model.build_discriminator()
+    opt = torch.optim.Adam([*model.parameters(), *disc.parameters()])
+    x = torch.rand(2, 1, 8, 8)
+    good = {"opt_g": opt, "opt_d": opt}
+    cases = [
+        ((torch.nn.Linear(2, 2), disc, x, 0), good, TypeError, "adversarial vqkit model"),
+        ((model, "disc", x, 0), good, TypeError, "discriminator must be an nn.Module"),
+        ((model, disc, x[:0], 0), good, ValueError, "empty batch"),
+        ((model, disc, x[0], 0), good, ValueError, r"images \(B, C, H, W\)"),
+        ((model, disc, x, -1), good, ValueError, "step"),
+        ((model, disc, x, 0), {"opt_g": opt, "opt_d": None}, TypeError, "opt_d must be"),
+        ((model, disc, x, 0), {**good, "grad_clip": 0.0}, ValueError, "grad_clip"),
+    ]
+    for args, kwargs, error, match in cases:
+        with pytest.raises(error, match=match):
+            gan_update(*args, **kwargs)

@@ -1,10 +1,11 @@
 """Run by test_gan_ddp.py under torchrun (2 processes, gloo) and once without it.
 
-Trains a tiny VQ-GAN (BatchNorm PatchGAN, adaptive weight, discriminator from step 2) with the
-unchanged Trainer. ``ddp`` runs it uninterrupted, then killed at step 3 (a ``BaseException`` from
-a callback, which nothing catches inside the trainer) and resumed in the same processes;
-``single`` runs it uninterrupted in one process on the whole batch. Each run's generator,
-discriminator and λ trace go to ``<out>/<tag>-<run>-rank<r>.safetensors``.
+Trains a tiny VQ-GAN (BatchNorm PatchGAN, adaptive weight, R1 penalty, whose double backward
+goes through the synchronised BatchNorm, discriminator from step 2) with the unchanged Trainer.
+``ddp`` runs it uninterrupted, then killed at step 3 (a ``BaseException`` from a callback, which
+nothing catches inside the trainer) and resumed in the same processes; ``single`` runs it
+uninterrupted in one process on the whole batch. Each run's generator, discriminator and λ trace
+go to ``<out>/<tag>-<run>-rank<r>.safetensors``.
 """
 
 import contextlib
@@ -43,6 +44,7 @@ def _model() -> VQGAN:
         "vqgan-digits",
         prior=None,
         disc_start=2,
+        r1_weight=1.0,
         discriminator={"type": "patchgan", "ndf": 8, "n_layers": 1, "norm": "batch"},
         quantizer={"codebook_size": 8, "dim": 4, "reseed": None},
     )

@@ -127,9 +127,9 @@ class _AllReduceSum(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        out = grad.contiguous().clone()
-        dist.all_reduce(out, op=dist.ReduceOp.SUM)
-        return out
+        # The sum is linear and its own adjoint: the backward is the same function, applied
+        # through autograd so that a double backward (R1's create_graph) is right too.
+        return cast(torch.Tensor, _AllReduceSum.apply(grad.contiguous()))
 
 
 def _all_reduce_with_grad(tensor: torch.Tensor) -> torch.Tensor:

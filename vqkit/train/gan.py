@@ -79,6 +79,18 @@ class DiscriminatorObjective(nn.Module):
         return self._model[0].discriminator_loss(x, reconstruction, self.discriminator, step)
 
 
+def _check_images(owner: str, x: Any) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{owner}: expected an image batch tensor, got {type(x).__name__}")
+    check_real_device(owner, x)
+    if x.dim() != 4 or not x.dtype.is_floating_point:
+        raise ValueError(
+            f"{owner}: expected floating-point images (B, C, H, W), got {tuple(x.shape)} {x.dtype}"
+        )
+    if x.shape[0] == 0:
+        raise ValueError(f"{owner}: got an empty batch {tuple(x.shape)}")
+
+
 def _clip(params: Iterable[nn.Parameter], max_norm: float) -> torch.Tensor:
     with_grad = [p for p in params if p.grad is not None]
     return torch.nn.utils.clip_grad_norm_(with_grad, max_norm).detach()
@@ -130,6 +142,23 @@ def gan_update(
         ``(logs, out, active)``: the generator's and discriminator's detached scalar logs
         (see ``GANStep``), the generator's forward output and whether the adversarial part ran.
     """
+    owner = "gan_update"
+    if not (isinstance(model, nn.Module) and getattr(model, "adversarial", False)):
+        raise TypeError(
+            f"{owner}: model must be an adversarial vqkit model (a VQGAN), got "
+            f"{type(model).__name__}"
+        )
+    if not isinstance(discriminator, nn.Module):
+        raise TypeError(
+            f"{owner}: discriminator must be an nn.Module, got {type(discriminator).__name__}"
+        )
+    _check_images(owner, x)
+    step = check_int(owner, "step", step, low=0)
+    for name, opt in (("opt_g", opt_g), ("opt_d", opt_d)):
+        if not isinstance(opt, torch.optim.Optimizer):
+            raise TypeError(f"{owner}: {name} must be a torch optimizer, got {type(opt).__name__}")
+    if grad_clip is not None:
+        grad_clip = check_number(owner, "grad_clip", grad_clip, low=0.0, low_open=True)
     generator_runner = generator_runner or GeneratorObjective(model)
     discriminator_runner = discriminator_runner or DiscriminatorObjective(discriminator, model)
     discriminator.train()
@@ -232,17 +261,7 @@ class GANStep:
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=disc_lr, betas=betas)
 
     def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        owner = type(self).__name__
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{owner}: expected an image batch tensor, got {type(x).__name__}")
-        check_real_device(owner, x)
-        if x.dim() != 4 or not x.dtype.is_floating_point:
-            raise ValueError(
-                f"{owner}: expected floating-point images (B, C, H, W), got {tuple(x.shape)} "
-                f"{x.dtype}"
-            )
-        if x.shape[0] == 0:
-            raise ValueError(f"{owner}: got an empty batch {tuple(x.shape)}")
+        _check_images(type(self).__name__, x)
         model, disc, step = self.model, self.discriminator, self.step
         model.train()
 
