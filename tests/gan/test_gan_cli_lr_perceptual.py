@@ -99,6 +99,11 @@ def test_flags_reach_config_json_the_trainer_and_a_replay(tmp_path, weights, cap
             "no file 'missing.safetensors'",
         ),
         (
+            ["--model", "vqgan-digits", "--perceptual", "w.safetensors"],
+            "LPIPS needs images of at least 16×16 (VGG16 pools four times); vqgan-digits is "
+            "built for 8×8",
+        ),
+        (
             [*SMALL, '{"image_size": [16, 16], "perceptual_weight": 0.5}'],
             "vqgan-digits has perceptual_weight=0.5: name its LPIPS weights",
         ),

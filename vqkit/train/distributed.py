@@ -149,6 +149,9 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
     runs on any device and backend (gloo on CPU too). Every process must call it the same number
     of times in the same order (as every collective).
 
+    The statistics are computed in fp32 (fp64 for fp64 inputs) whatever the input's dtype (bf16
+    under autocast); the output has the input's dtype.
+
     Shape:
         - Input: (B, C, H, W), B may differ between processes (even 0)
         - Output: (B, C, H, W)
@@ -160,10 +163,11 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
         self._check_input_dim(input)
         channels = input.shape[1]
         dims = (0, 2, 3)
+        x = input if input.dtype == torch.float64 else input.float()  # statistics in fp32+
         local_count = torch.tensor(
-            [float(input.numel() // max(channels, 1))], device=input.device, dtype=input.dtype
+            [float(input.numel() // max(channels, 1))], device=x.device, dtype=x.dtype
         )
-        totals = _all_reduce_with_grad(torch.cat([input.sum(dims), local_count]))
+        totals = _all_reduce_with_grad(torch.cat([x.sum(dims), local_count]))
         count = totals[-1].detach()
         if float(count) < 2:
             raise ValueError(
@@ -171,7 +175,7 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
                 f"got input {tuple(input.shape)} on this process and {int(count)} in all"
             )
         mean = totals[:channels] / count
-        centred = input - mean.view(1, -1, 1, 1)
+        centred = x - mean.view(1, -1, 1, 1)
         var = _all_reduce_with_grad((centred * centred).sum(dims)) / count
         out = centred * torch.rsqrt(var + self.eps).view(1, -1, 1, 1)
         if self.affine:
@@ -191,7 +195,7 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
                 running_var = self.running_var
                 if running_var is not None:
                     running_var.mul_(1 - factor).add_(factor * unbiased)
-        return out
+        return out.to(input.dtype)
 
 
 def sync_batchnorm(module: nn.Module) -> nn.Module:

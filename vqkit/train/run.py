@@ -671,6 +671,13 @@ def _gan_training(spec: RunSpec, model: nn.Module) -> dict[str, Any]:
             f"gan.perceptual={path!r} is given but {spec.model} has perceptual_weight=0: the "
             "perceptual loss would not be used; set perceptual_weight > 0 or leave it out"
         )
+    size = getattr(model, "image_size", None)
+    if size is not None and min(size) < 16:
+        raise RunSpecError(
+            f"gan.perceptual: LPIPS needs images of at least 16×16 (VGG16 pools four times); "
+            f"{spec.model} is built for {size[0]}×{size[1]} (resize the data: image_size, "
+            "vqkit train --image-size 16)"
+        )
     from vqkit.losses.lpips import LPIPS
 
     try:
