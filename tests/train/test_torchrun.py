@@ -1,7 +1,6 @@
 """Two gloo processes under torchrun finish with identical weights, equal to one process's."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,15 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from train_helpers import subprocess_env
 
 HERE = Path(__file__).parent
-
-
-def _env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
-    env["OMP_NUM_THREADS"] = "1"
-    return env
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is missing")
@@ -33,7 +26,7 @@ def test_torchrun_two_processes_agree(tmp_path):
     ]
     done = subprocess.run(
         [*launcher, script, str(tmp_path), "ddp"],
-        env=_env(),
+        env=subprocess_env(),
         capture_output=True,
         text=True,
         timeout=120,
@@ -41,7 +34,7 @@ def test_torchrun_two_processes_agree(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     single = subprocess.run(
         [sys.executable, script, str(tmp_path), "single"],
-        env=_env(),
+        env=subprocess_env(),
         capture_output=True,
         text=True,
         timeout=120,

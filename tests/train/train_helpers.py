@@ -1,6 +1,9 @@
-"""A tiny autoencoder that follows vqkit's output contract (shared by the training tests)."""
+"""A tiny autoencoder that follows vqkit's output contract, and the environment of the
+torchrun subprocesses (shared by the training tests)."""
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -25,3 +28,13 @@ class TinyAE(nn.Module):
         r = self.decoder(self.encoder(x)).view_as(x)
         recon = (r - x).square().mean()
         return TinyOutput(recon, {"recon": recon}, r)
+
+
+def subprocess_env() -> dict:
+    """The environment of a test's ``torchrun`` / ``python`` subprocess: this folder importable
+    (the scripts import ``train_helpers``) and one intra-op thread per process."""
+    env = dict(os.environ)
+    here = str(Path(__file__).parent)
+    env["PYTHONPATH"] = os.pathsep.join([here, env.get("PYTHONPATH", "")])
+    env["OMP_NUM_THREADS"] = "1"
+    return env

@@ -213,6 +213,21 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> argparse.Arg
         default=None,
         help="factor on the adaptive adversarial weight λ (taming: 0.8)",
     )
+    gan.add_argument(
+        "--disc-lr",
+        type=positive_float,
+        default=None,
+        help="the discriminator's learning rate (default: --lr); recorded in config.json",
+    )
+    gan.add_argument(
+        "--perceptual",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="LPIPS weights (safetensors; made once with `python -m vqkit.losses.lpips`, see "
+        "docs/vqgan.md) for the perceptual loss; sets perceptual_weight to 1.0 (taming's) "
+        "where the preset has 0 and --model-config does not set it",
+    )
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.set_defaults(handler=run, parser=t)
     return t
@@ -257,6 +272,7 @@ def spec_from_args(args: argparse.Namespace):
     )
     model_config = dict(args.model_config or {})
     _gan_flags(args, model_config)
+    gan = _gan_spec(args, model_config)
     prior_train = None
     if args.prior is not None:
         if args.no_prior:
@@ -286,6 +302,7 @@ def spec_from_args(args: argparse.Namespace):
         train=train,
         prior_train=prior_train,
         seed=args.seed,
+        gan=gan,
     )
 
 
@@ -298,28 +315,66 @@ def _check_prior_name(name: str) -> None:
         raise CLIError(f"--prior: {one_line(exc)}") from None
 
 
-def _gan_flags(args: argparse.Namespace, model_config: dict) -> None:
-    """Merge ``--disc-start`` / ``--disc-weight`` into ``model_config`` (VQ-GAN models only)."""
+def _require_gan_model(flag: str, model: str) -> None:
+    """Refuse ``flag`` unless ``model`` is a VQ-GAN preset or an adversarial model class."""
     import vqkit
     from vqkit.models.presets import GAN_PRESETS
 
+    if model in GAN_PRESETS:
+        return
+    try:
+        adversarial = getattr(vqkit.get("model", model), "adversarial", False)
+    except KeyError as exc:
+        raise CLIError(f"--model: {one_line(exc)}") from None
+    if not adversarial:
+        raise CLIError(
+            f"{flag} applies to VQ-GAN models (vqgan, {', '.join(sorted(GAN_PRESETS))}), "
+            f"not {model!r}"
+        )
+
+
+def _gan_flags(args: argparse.Namespace, model_config: dict) -> None:
+    """Merge ``--disc-start`` / ``--disc-weight`` into ``model_config`` (VQ-GAN models only)."""
     for flag, key in (("--disc-start", "disc_start"), ("--disc-weight", "disc_weight")):
         value = getattr(args, key, None)
         if value is None:
             continue
-        if args.model not in GAN_PRESETS:
-            try:
-                adversarial = getattr(vqkit.get("model", args.model), "adversarial", False)
-            except KeyError as exc:
-                raise CLIError(f"--model: {one_line(exc)}") from None
-            if not adversarial:
-                raise CLIError(
-                    f"{flag} applies to VQ-GAN models (vqgan, {', '.join(sorted(GAN_PRESETS))}), "
-                    f"not {args.model!r}"
-                )
+        _require_gan_model(flag, args.model)
         if key in model_config and model_config[key] != value:
             raise CLIError(f"{flag} {value} contradicts --model-config {key}={model_config[key]!r}")
         model_config[key] = value
+
+
+def _gan_spec(args: argparse.Namespace, model_config: dict):
+    """The ``GANSpec`` of ``--disc-lr`` / ``--perceptual`` (None without them); with
+    ``--perceptual`` a preset's ``perceptual_weight`` of 0 becomes taming's 1.0."""
+    from vqkit.models.presets import find_preset
+    from vqkit.train.run import GANSpec
+
+    disc_lr, perceptual = getattr(args, "disc_lr", None), getattr(args, "perceptual", None)
+    if disc_lr is None and perceptual is None:
+        return None
+    for flag, value in (("--disc-lr", disc_lr), ("--perceptual", perceptual)):
+        if value is not None:
+            _require_gan_model(flag, args.model)
+    if disc_lr is not None and "disc_lr" in model_config:
+        raise CLIError(
+            f"--disc-lr {disc_lr} contradicts --model-config disc_lr="
+            f"{model_config['disc_lr']!r} (the discriminator's learning rate is a training "
+            "setting, not a model argument: give --disc-lr only)"
+        )
+    if perceptual is not None:
+        given = model_config.get("perceptual_weight")
+        if given is not None and not given:
+            raise CLIError(
+                f"--perceptual {str(perceptual)!r} contradicts --model-config "
+                f"perceptual_weight={given!r} (the perceptual loss would not be used)"
+            )
+        if given is None:
+            preset = find_preset(args.model)
+            if preset is not None and not preset.config.get("perceptual_weight", 1.0):
+                model_config["perceptual_weight"] = 1.0
+    return GANSpec(disc_lr=disc_lr, perceptual=None if perceptual is None else str(perceptual))
 
 
 def _has_prior(name: str, model_config: dict) -> bool:

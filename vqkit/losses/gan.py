@@ -26,6 +26,8 @@ discriminator loss.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -121,6 +123,7 @@ def adaptive_weight(
     *,
     eps: float = 1e-4,
     max_weight: float = 1e4,
+    grad_sync: Callable[[Tensor], Tensor] | None = None,
 ) -> Tensor:
     """VQ-GAN's adaptive weight ``λ = ‖∇_W L_rec‖ / (‖∇_W L_G‖ + δ)``, clamped and detached.
 
@@ -136,6 +139,9 @@ def adaptive_weight(
         last_layer: the weight of the decoder's last layer (a leaf with ``requires_grad``).
         eps: δ in the denominator (taming: 1e-4); 0 gives the bare ratio.
         max_weight: the upper clamp (taming: 1e4).
+        grad_sync: applied to each of the two gradients before its norm; under DDP the trainer
+            passes ``vqkit.train.distributed.all_reduce_mean``, so λ is that of the whole global
+            batch and every process uses the same value. None: the local gradients.
 
     Returns:
         λ as a 0-dim tensor without gradient (fp32, or fp64 for fp64 parameters).
@@ -159,11 +165,15 @@ def adaptive_weight(
     norms = []
     for loss in (rec_loss, g_loss):
         (grad,) = torch.autograd.grad(loss, last_layer, retain_graph=True, allow_unused=True)
+        if grad is None and grad_sync is not None:  # every process takes part in the reduction
+            grad = torch.zeros_like(last_layer)
         if grad is None:  # the loss does not depend on the last layer
             dtype = _at_least_fp32(last_layer.dtype)
             norms.append(torch.zeros((), device=last_layer.device, dtype=dtype))
         else:
             grad = grad.detach()
+            if grad_sync is not None:
+                grad = grad_sync(grad)
             norms.append(torch.linalg.vector_norm(grad.to(_at_least_fp32(grad.dtype))))
     rec_norm, g_norm = norms
     weight = (rec_norm / (g_norm + eps)).clamp(0.0, max_weight)

@@ -219,6 +219,7 @@ class VQGAN(
         discriminator: nn.Module,
         step: int,
         perceptual: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        grad_sync: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], VQVAEOutput]:
         """The generator's objective at training step ``step`` (eq. 5–7 of the paper).
 
@@ -233,6 +234,9 @@ class VQGAN(
             step: the global training step (0-based).
             perceptual: a perceptual distance ``(x, x̂) -> (B,)`` such as
                 ``vqkit.losses.LPIPS``; required when ``perceptual_weight > 0``.
+            grad_sync: passed to ``vqkit.losses.adaptive_weight``: applied to the two
+                last-layer gradients before their norms (the trainer passes an all-reduced mean
+                under DDP, so λ is the global batch's on every process).
 
         Returns:
             ``(loss, logs, out)``: the scalar loss, detached scalars ``rec``, ``perceptual``,
@@ -263,7 +267,9 @@ class VQGAN(
             logits_fake = discriminator(out.reconstruction)
             g_loss = generator_loss(logits_fake, self.gan_loss)
             if self.adaptive_weight:
-                weight = self.disc_weight * adaptive_weight(nll, g_loss, self.last_layer)
+                weight = self.disc_weight * adaptive_weight(
+                    nll, g_loss, self.last_layer, grad_sync=grad_sync
+                )
             else:
                 weight = torch.full_like(g_loss, self.disc_weight)
             loss = loss + self.disc_factor * weight * g_loss

@@ -62,7 +62,8 @@ STATE_NAME = "trainer_state.json"
 LOCK_NAME = ".lock"
 # Training settings that fix what a step and a position in an epoch mean: resuming with other
 # values would silently mis-count (another batch size) or replay other data (another seed).
-RESUME_KEYS = ("batch_size", "seed", "schedules", "disc_lr", "gan_betas")  # the last two: GAN runs
+# The last three: GAN runs (the perceptual network's fingerprint, see vqkit.train.trainer).
+RESUME_KEYS = ("batch_size", "seed", "schedules", "disc_lr", "gan_betas", "perceptual")
 
 
 class CorruptCheckpointError(RuntimeError):

@@ -18,7 +18,7 @@ A run folder holds::
 from __future__ import annotations
 
 import json
-from collections.abc import Sized
+from collections.abc import Callable, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -403,6 +403,8 @@ def train_vqvae_run(
     prior_config: TrainConfig | None = None,
     test: ArrayDataset | None = None,
     run_config: dict | None = None,
+    disc_lr: float | None = None,
+    perceptual: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> RunResult:
     """Train a VQ-VAE (stage 1) then its prior on the frozen codes (stage 2) into ``out_dir``.
 
@@ -421,6 +423,10 @@ def train_vqvae_run(
             prior is never saved), None otherwise.
         test: evaluation images (default: ``val``, else ``train``).
         run_config: extra entries for ``config.json`` (e.g. the data source).
+        disc_lr: a VQ-GAN's discriminator learning rate (default: ``config.lr``); refused for
+            other models (as by ``vqkit.train.Trainer``).
+        perceptual: a VQ-GAN's perceptual distance (``vqkit.losses.LPIPS``), required when its
+            ``perceptual_weight > 0``; refused for other models.
     """
     out_dir = Path(out_dir)
     if model.family != "discrete":
@@ -437,7 +443,10 @@ def train_vqvae_run(
     stages = {"vq-vae": out_dir / "vqvae"}
     if prior is not None:
         prior.requires_grad_(False)  # stage 1 leaves the prior alone
-    Trainer(model, train, val, config=config, out_dir=stages["vq-vae"], name="vq-vae").fit()
+    gan: dict[str, Any] = {
+        k: v for k, v in (("disc_lr", disc_lr), ("perceptual", perceptual)) if v is not None
+    }
+    Trainer(model, train, val, config=config, out_dir=stages["vq-vae"], name="vq-vae", **gan).fit()
     if prior is not None:
         model.eval()
         model.requires_grad_(False)

@@ -47,6 +47,7 @@ from vqkit.train.recipes import (
 __all__ = [
     "SPEC_VERSION",
     "DataSpec",
+    "GANSpec",
     "RunSpec",
     "RunSpecError",
     "build_run_model",
@@ -141,6 +142,35 @@ _DATA_PLACEMENT = ("lazy", "cache")
 
 
 @dataclass
+class GANSpec:
+    """Adversarial-training settings of a VQ-GAN run that are not model constructor arguments.
+
+    Args:
+        disc_lr: the discriminator's learning rate (None: the generator's ``train.lr``); it
+            follows the same warmup and schedule (see ``vqkit.train.Trainer``).
+        perceptual: the LPIPS weights file (safetensors, from ``python -m vqkit.losses.lpips``)
+            of the perceptual loss; required when the model's ``perceptual_weight > 0`` and
+            refused when it is 0.
+    """
+
+    disc_lr: float | None = None
+    perceptual: str | None = None
+
+    def __post_init__(self) -> None:
+        owner = "GANSpec"
+        if self.disc_lr is not None:
+            self.disc_lr = check_number(owner, "disc_lr", self.disc_lr, low=0.0, low_open=True)
+        if self.perceptual is not None:
+            if isinstance(self.perceptual, Path):
+                self.perceptual = str(self.perceptual)
+            if not isinstance(self.perceptual, str) or not self.perceptual:
+                raise TypeError(
+                    f"{owner}: perceptual must be the path of an LPIPS weights file (a non-empty "
+                    f"string), got {self.perceptual!r}"
+                )
+
+
+@dataclass
 class RunSpec:
     """Everything a training run needs; what the run folder's ``config.json`` stores.
 
@@ -155,6 +185,8 @@ class RunSpec:
         prior_train: settings of the prior stage of a discrete model with a prior; None for
             models without one (build with ``model_config={"prior": None}`` to drop a preset's).
         seed: seed of the model's initialisation.
+        gan: a VQ-GAN's ``GANSpec`` (discriminator learning rate, LPIPS weights); None for
+            the defaults (and for every other model).
     """
 
     data: DataSpec = field(default_factory=DataSpec)
@@ -163,6 +195,7 @@ class RunSpec:
     train: TrainConfig = field(default_factory=TrainConfig)
     prior_train: TrainConfig | None = None
     seed: int = 0
+    gan: GANSpec | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.data, DataSpec):
@@ -181,10 +214,12 @@ class RunSpec:
             )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise TypeError(f"{_OWNER}: seed must be an integer, got {self.seed!r}")
+        if self.gan is not None and not isinstance(self.gan, GANSpec):
+            raise TypeError(f"{_OWNER}: gan must be a GANSpec or None, got {self.gan!r:.60}")
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object ``from_dict`` reads back (placement fields included)."""
-        return {
+        record = {
             "spec_version": SPEC_VERSION,
             "data": asdict(self.data),
             "model": {"name": self.model, "config": copy.deepcopy(self.model_config)},
@@ -192,6 +227,9 @@ class RunSpec:
             "prior_train": self.prior_train.to_dict() if self.prior_train is not None else None,
             "seed": self.seed,
         }
+        if self.gan is not None:  # only then: other runs' config.json stay as they were
+            record["gan"] = asdict(self.gan)
+        return record
 
     @classmethod
     def from_dict(cls, record: Any) -> RunSpec:
@@ -228,6 +266,7 @@ class RunSpec:
         prior = record.get("prior_train")
         # 0.1.0's runs seeded the model with the data seed (one --seed for everything).
         seed = record.get("seed", record["data"].get("seed", 0))
+        gan = record.get("gan")
         return cls(
             data=DataSpec(**data),
             model=name,
@@ -237,6 +276,7 @@ class RunSpec:
             if prior is None
             else TrainConfig(**_only_fields(TrainConfig, "prior_train", prior)),
             seed=seed,
+            gan=None if gan is None else GANSpec(**_only_fields(GANSpec, "gan", gan)),
         )
 
     def with_placement(
@@ -486,6 +526,10 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             # 0.1.0's records have no seed: the model was seeded with the data seed.
             "seed": record.get("seed", data.get("seed")),
         }
+        gan = record.get("gan")
+        if isinstance(gan, dict):  # where the LPIPS file lies is placement; the trainer
+            gan = {k: v for k, v in gan.items() if k != "perceptual"}  # checks its contents
+        out["gan"] = gan or None
         for stage in ("train", "prior_train"):
             settings = record.get(stage)
             if isinstance(settings, dict):
@@ -551,6 +595,7 @@ def train_run(spec: RunSpec, out_dir: str | Path, *, command: str | None = None)
             raise RunSpecError("prior_train is set but the model has no prior to train")
     elif spec.prior_train is not None:
         raise RunSpecError(f"prior_train applies to discrete models; {spec.model} is {family}")
+    gan = _gan_training(spec, model)
     record = _record(spec, model, splits, command)
     config_file = out / "config.json"
     if is_main_process():
@@ -579,8 +624,57 @@ def train_run(spec: RunSpec, out_dir: str | Path, *, command: str | None = None)
             prior_config=spec.prior_train,
             test=test,
             run_config=record,
+            **gan,
         )
     return train_vae_run(model, train, val, out, config=spec.train, test=test, run_config=record)
+
+
+def _gan_training(spec: RunSpec, model: nn.Module) -> dict[str, Any]:
+    """The Trainer's GAN arguments (``disc_lr``, ``perceptual``) of ``spec.gan`` for ``model``,
+    checked against the model before anything is written."""
+    adversarial = getattr(model, "family", None) == "discrete" and bool(
+        getattr(model, "adversarial", False)
+    )
+    gan = spec.gan
+    if not adversarial:
+        if gan is not None and (gan.disc_lr is not None or gan.perceptual is not None):
+            raise RunSpecError(
+                f"gan settings (disc_lr, perceptual) apply to VQ-GAN models; {spec.model} "
+                f"({type(model).__name__}) is not trained adversarially"
+            )
+        return {}
+    weight = float(getattr(model, "perceptual_weight", 0.0))
+    path = gan.perceptual if gan is not None else None
+    kwargs: dict[str, Any] = {"disc_lr": gan.disc_lr if gan is not None else None}
+    if path is None:
+        if weight > 0:
+            from vqkit.losses.lpips import _missing_weights_message
+
+            raise RunSpecError(
+                f"{spec.model} has perceptual_weight={weight}: name its LPIPS weights with "
+                "gan.perceptual (vqkit train --perceptual FILE), or set perceptual_weight=0. "
+                + _missing_weights_message("none named")
+            )
+        return kwargs
+    if weight == 0:
+        raise RunSpecError(
+            f"gan.perceptual={path!r} is given but {spec.model} has perceptual_weight=0: the "
+            "perceptual loss would not be used; set perceptual_weight > 0 or leave it out"
+        )
+    size = getattr(model, "image_size", None)
+    if size is not None and min(size) < 16:
+        raise RunSpecError(
+            f"gan.perceptual: LPIPS needs images of at least 16×16 (VGG16 pools four times); "
+            f"{spec.model} is built for {size[0]}×{size[1]} (resize the data: image_size, "
+            "vqkit train --image-size 16)"
+        )
+    from vqkit.losses.lpips import LPIPS
+
+    try:
+        kwargs["perceptual"] = LPIPS(weights=path)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise RunSpecError(f"gan.perceptual: {_message(exc)}") from exc
+    return kwargs
 
 
 def held_out(data: DataSpec, split: str = "test") -> ArrayDataset:

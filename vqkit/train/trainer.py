@@ -51,7 +51,12 @@ from vqkit.train.checkpoint import (
     save_checkpoint,
 )
 from vqkit.train.config import LossOutput, TrainConfig, TrainResult
-from vqkit.train.distributed import all_reduce_sum, setup_distributed
+from vqkit.train.distributed import (
+    all_reduce_mean,
+    all_reduce_sum,
+    setup_distributed,
+    sync_batchnorm,
+)
 from vqkit.train.schedules import Schedules
 
 __all__ = ["LossOutput", "TrainConfig", "TrainResult", "Trainer", "default_objective"]
@@ -127,6 +132,24 @@ class _ObjectiveModule(nn.Module):
         return loss, logs
 
 
+def _fingerprint(perceptual: Any) -> str | None:
+    """What a GAN checkpoint records of its perceptual network, compared on resume: the class
+    and a SHA-256 of its parameters and buffers (a module), or the callable's qualified name."""
+    if perceptual is None:
+        return None
+    if not isinstance(perceptual, nn.Module):
+        return getattr(perceptual, "__qualname__", type(perceptual).__qualname__)
+    import hashlib
+
+    digest = hashlib.sha256()
+    for key, value in sorted(perceptual.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(
+            value.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+        )
+    return f"{type(perceptual).__name__}:sha256:{digest.hexdigest()[:16]}"
+
+
 def _move(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
@@ -166,7 +189,15 @@ class Trainer:
     ``rec``, ``perceptual``, ``quantizer``, ``nll``, ``g_loss``, ``lambda``, ``total``,
     ``d_loss``, ``logits_real``, ``logits_fake``, ``r1``, ``disc_active``, ``loss`` (the
     generator's total) and ``perplexity``. Validation is the model's plain forward (the VQ-VAE
-    objective). GAN training under torchrun (DDP) is not supported yet and raises.
+    objective).
+
+    Under torchrun a GAN's generator objective and its discriminator objective are each wrapped
+    in DistributedDataParallel (gradients averaged over processes for both updates); the
+    adaptive weight λ is computed from the all-reduced mean of the two last-layer gradients, so
+    it is the whole global batch's λ and the same on every process; a BatchNorm discriminator's
+    ``BatchNorm2d`` layers become ``vqkit.train.distributed.SyncBatchNorm2d`` (statistics of
+    the global batch; same state dict). The run then equals one process on the whole batch up
+    to float rounding; checkpoints are written by rank 0.
 
     Example::
 
@@ -303,17 +334,15 @@ class Trainer:
         self._saved: nn.Module = self.model
         self._lr_scales = [1.0]
         if self.gan:
-            if dist_info.distributed:
-                raise NotImplementedError(
-                    "adversarial (VQ-GAN) training under torchrun is not supported yet; train "
-                    "it in one process"
-                )
             disc = self._given_discriminator
             if disc is None:  # its own seed: the global RNG stream stays the VQ-VAE's
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(cfg.seed + 1)
                     disc = cast(Any, self.model).build_discriminator()  # a VQGAN here
-            self.discriminator = disc.to(device)
+            disc = disc.to(device)
+            if dist_info.distributed:  # BatchNorm statistics of the whole global batch
+                disc = sync_batchnorm(disc)
+            self.discriminator = disc
             if isinstance(self.perceptual, nn.Module):
                 self.perceptual.to(device)
             self._saved = _GANModules(self.model, disc)  # disc is self.discriminator
@@ -325,10 +354,24 @@ class Trainer:
             self.optimizer = self._make_optimizer(params)
         self._wrapped = _ObjectiveModule(self.model, self.objective)
         runner: nn.Module = self._wrapped
-        if dist_info.distributed:
-            ddp_kwargs: dict[str, Any] = (
-                {"device_ids": [device.index]} if device.type == "cuda" else {}
+        ddp_kwargs: dict[str, Any] = {"device_ids": [device.index]} if device.type == "cuda" else {}
+        if self.gan:
+            from vqkit.train.gan import DiscriminatorObjective, GeneratorObjective
+
+            model: Any = self.model  # a VQGAN
+            self._gan_runners: tuple[nn.Module, nn.Module] = (
+                GeneratorObjective(model),
+                DiscriminatorObjective(cast(nn.Module, self.discriminator), model),
             )
+            if dist_info.distributed:
+                self._gan_runners = cast(
+                    tuple[nn.Module, nn.Module],
+                    tuple(
+                        nn.parallel.DistributedDataParallel(r, **ddp_kwargs)
+                        for r in self._gan_runners
+                    ),
+                )
+        elif dist_info.distributed:
             runner = nn.parallel.DistributedDataParallel(self._wrapped, **ddp_kwargs)
 
         n = len(cast(Sized, self.train_data))
@@ -504,42 +547,26 @@ class Trainer:
         return logs
 
     def _gan_step(self, batch: Any) -> dict[str, torch.Tensor]:
-        """Generator update, then (from ``disc_start`` on) discriminator update."""
-        cfg = self.config
-        model: Any = self.model  # a VQGAN: the adversarial discrete-model contract
-        disc = cast(nn.Module, self.discriminator)  # built by fit() for a GAN model
-        step = self.step
+        """Generator update, then (from ``disc_start`` on) discriminator update:
+        ``vqkit.train.gan.gan_update`` with the one optimizer holding both groups."""
+        from vqkit.train.gan import gan_update
+
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        disc.train()
-        generator_group, disc_group = self.optimizer.param_groups
-        # Generator: the discriminator takes no gradient, so its group is skipped by step().
-        disc.requires_grad_(False)
-        try:
-            self.optimizer.zero_grad(set_to_none=True)
-            with self._autocast(self.dist.device):
-                loss, logs, out = model.generator_loss(x, disc, step, self.perceptual)
-            loss.float().backward()
-        finally:
-            disc.requires_grad_(True)
-        if cfg.grad_clip is not None:
-            logs["grad_norm"] = torch.nn.utils.clip_grad_norm_(
-                generator_group["params"], cfg.grad_clip
-            ).detach()
-        self.optimizer.step()
-        # Discriminator: on the real batch and this step's detached reconstructions.
-        self.optimizer.zero_grad(set_to_none=True)
-        with self._autocast(self.dist.device):
-            d_loss, d_logs = model.discriminator_loss(x, out.reconstruction, disc, step)
-        active = model.adversarial_active(step)
-        if active and d_loss.requires_grad:
-            d_loss.float().backward()
-            if cfg.grad_clip is not None:
-                d_logs["disc_grad_norm"] = torch.nn.utils.clip_grad_norm_(
-                    disc_group["params"], cfg.grad_clip
-                ).detach()
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        logs.update(d_logs)
+        generator_runner, discriminator_runner = self._gan_runners
+        logs, out, active = gan_update(
+            cast(Any, self.model),  # a VQGAN: the adversarial discrete-model contract
+            cast(nn.Module, self.discriminator),  # built by fit() for a GAN model
+            x,
+            self.step,
+            opt_g=self.optimizer,
+            opt_d=self.optimizer,
+            perceptual=self.perceptual,
+            generator_runner=generator_runner,
+            discriminator_runner=discriminator_runner,
+            grad_sync=all_reduce_mean if self.dist.distributed else None,
+            grad_clip=self.config.grad_clip,
+            autocast=lambda: self._autocast(self.dist.device),
+        )
         logs = {k: v.detach().float() for k, v in logs.items()}
         logs["disc_active"] = torch.tensor(float(active), device=x.device)
         logs["loss"] = logs["total"]
@@ -647,6 +674,7 @@ class Trainer:
         if self.gan:
             config["disc_lr"] = self.disc_lr
             config["gan_betas"] = list(self.gan_betas)
+            config["perceptual"] = _fingerprint(self.perceptual)
         return config
 
     def _checkpoint(self, state: dict, sums: dict[str, torch.Tensor], start_time: float) -> None:
