@@ -105,6 +105,7 @@ def train(folder: str, path: str, workers: int, steps: int, batch: int) -> dict:
     import torch
 
     from vqkit.data import load_image_folder
+    from vqkit.data.loader import reuse_freed_memory
     from vqkit.train import Trainer
 
     torch.set_num_threads(1)
@@ -124,13 +125,17 @@ def train(folder: str, path: str, workers: int, steps: int, batch: int) -> dict:
         num_workers=workers,
         device="cpu",
     )
+    policy = reuse_freed_memory()  # what the trainer's first batch would set: one state for all
     own, workers_cpu = _cpu_seconds()
+    me = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     trainer.fit()
     fit_s = time.perf_counter() - start
     del trainer
     own_after, workers_after = _cpu_seconds()
+    me_after = resource.getrusage(resource.RUSAGE_SELF)
     images = steps * batch
+    read_s = _read_only(data, workers, steps, batch)
     return {
         "path": path,
         "workers": workers,
@@ -142,12 +147,34 @@ def train(folder: str, path: str, workers: int, steps: int, batch: int) -> dict:
         # barely depends on how busy the machine is.
         "train_cpu_ms_per_image": round(1000 * (own_after - own) / images, 3),
         "worker_cpu_ms_per_image": round(1000 * (workers_after - workers_cpu) / images, 3),
+        # The training process's CPU split: kernel time is mostly page faults of fresh buffers.
+        "train_user_ms_per_image": round(1000 * (me_after.ru_utime - me.ru_utime) / images, 3),
+        "train_sys_ms_per_image": round(1000 * (me_after.ru_stime - me.ru_stime) / images, 3),
+        "minor_faults_per_image": round((me_after.ru_minflt - me.ru_minflt) / images, 2),
+        "malloc_policy": policy,
+        # The same number of batches read (decoded) with the same workers and no training: the
+        # bound the data path sets, next to images_per_s with training.
+        "read_images_per_s": round(images / read_s, 1),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "worker_peak_rss_mib": round(
             resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1
         ),
         "load_average": round(os.getloadavg()[0], 2),
     }
+
+
+def _read_only(data, workers: int, steps: int, batch: int) -> float:
+    """Seconds to read ``steps`` shuffled batches of ``data`` with ``workers`` and no training."""
+    import torch
+
+    from vqkit.data.loader import batch_indices, iterate_batches
+
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(1))
+    batches = batch_indices(order, batch)[:steps]
+    start = time.perf_counter()
+    for _ in iterate_batches(data, batches, num_workers=workers):
+        pass
+    return time.perf_counter() - start
 
 
 def _cpu_seconds() -> tuple[float, float]:

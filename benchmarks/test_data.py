@@ -17,7 +17,12 @@ thread, CPU) so that its peak RSS is its own:
 ``extra_info`` of each benchmark holds ``images_per_s``, ``peak_rss_mib`` (the training
 process), ``worker_peak_rss_mib`` (the largest worker; workers share the parent's pages, so the
 sum overstates), ``train_cpu_ms_per_image`` and ``worker_cpu_ms_per_image`` (CPU time, which
-a busy machine distorts far less than images/s), ``load_s`` and the load average.
+a busy machine distorts far less than images/s), the training process's split of it
+(``train_user_ms_per_image``, ``train_sys_ms_per_image``, ``minor_faults_per_image``: kernel time
+is mostly page faults of fresh buffers), ``read_images_per_s`` (the same batches read with the
+same workers and no training: the bound the data path sets), ``malloc_policy`` (whether
+``vqkit.data.loader.reuse_freed_memory`` is in force; ``VQKIT_MALLOC=default`` measures glibc's
+defaults), ``load_s`` and the load average.
 """
 
 from __future__ import annotations
