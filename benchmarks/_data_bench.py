@@ -157,6 +157,7 @@ def train(folder: str, path: str, workers: int, steps: int, batch: int) -> dict:
         # bound the data path sets, next to images_per_s with training.
         "read_images_per_s": round(images / read_s, 1),
         "peak_rss_mib": _peak_rss_mib(),
+        "peak_rss_source": "VmHWM",
         "worker_peak_rss_mib": round(
             resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1
         ),

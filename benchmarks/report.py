@@ -503,7 +503,9 @@ def data_table(members: list[Row], multi_run: bool = False) -> list[str]:
 
     ``Train CPU`` is the training process's CPU ms per image (its kernel share in brackets when
     recorded); ``Workers CPU`` the DataLoader workers'. A run without workers shows "-" for
-    the worker columns.
+    the worker columns. A peak RSS not read from ``VmHWM`` (``peak_rss_source``; older runs
+    recorded ``ru_maxrss``, which Linux carries over ``exec`` from the forking pytest process)
+    is only an upper bound and shows as "≤".
     """
     header = [
         "Case",
@@ -530,12 +532,13 @@ def data_table(members: list[Row], multi_run: bool = False) -> list[str]:
         worker_rss = _num(e, "worker_peak_rss_mib")
         worker_cpu = _num(e, "worker_cpu_ms_per_image")
         images = _num(e, "images")
+        own_rss = e.get("peak_rss_source") == "VmHWM"
         cells = [
             str(e.get("case") or row.case_label),
             "-" if images is None else f"{int(images):,}",
             _cell(_num(e, "images_per_s"), _sig),
             _cell(_num(e, "read_images_per_s"), _sig),
-            _cell(_num(e, "peak_rss_mib"), _mib),
+            _cell(_num(e, "peak_rss_mib"), _mib if own_rss else lambda v: f"≤ {_mib(v)}"),
             _cell(worker_rss if has_workers and worker_rss else None, _mib),
             _cell(_num(e, "load_s"), lambda v: f"{_sig(v)} s"),
             train_cpu,

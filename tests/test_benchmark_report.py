@@ -427,6 +427,7 @@ def test_data_group_shows_rates_memory_load_and_cpu_not_wall_time(tmp_path):
         images_per_s=1034.4,
         read_images_per_s=3063.4,
         peak_rss_mib=377.8,
+        peak_rss_source="VmHWM",
         worker_peak_rss_mib=292.8,
         load_s=1.95,
         train_cpu_ms_per_image=0.954,
@@ -435,7 +436,7 @@ def test_data_group_shows_rates_memory_load_and_cpu_not_wall_time(tmp_path):
         minor_faults_per_image=6.3,
         load_average=1.29,
     )
-    memory = _data_bench(  # an older JSON: no read-only rate, kernel share or faults
+    memory = _data_bench(  # an older JSON: no read-only rate, kernel share, faults, VmHWM
         "fits-memory-0-workers",
         30.0,
         workers=0,
@@ -464,7 +465,7 @@ def test_data_group_shows_rates_memory_load_and_cpu_not_wall_time(tmp_path):
         "| 0.954 (kernel 0.060) | 0.260 | 6.3 | 1.29 |"
     )
     assert second == (
-        "| fits-memory-0-workers | 20,000 | 1740 | - | 924 MiB | - | 4.95 s | 0.574 | - | - "
+        "| fits-memory-0-workers | 20,000 | 1740 | - | ≤ 924 MiB | - | 4.95 s | 0.574 | - | - "
         "| 1.48 |"
     )
     assert "32 images/s" not in "\n".join(lines)  # no wall-time throughput for the data runs
