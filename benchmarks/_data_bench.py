@@ -202,8 +202,18 @@ def _cpu_seconds() -> tuple[float, float]:
     return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
 
 
-def run_child(folder: Path, path: str, workers: int, steps: int, batch: int) -> dict:
-    """``train`` in a fresh interpreter; its JSON line."""
+def run_child(
+    folder: Path, path: str, workers: int, steps: int, batch: int, malloc: str = "vqkit"
+) -> dict:
+    """``train`` in a fresh interpreter; its JSON line.
+
+    ``malloc="glibc"`` runs it with ``VQKIT_MALLOC=default`` (glibc's own thresholds), to show
+    what ``vqkit.data.loader.reuse_freed_memory`` changes.
+    """
+    env = dict(os.environ)
+    env.pop("VQKIT_MALLOC", None)
+    if malloc == "glibc":
+        env["VQKIT_MALLOC"] = "default"
     command = [
         sys.executable,
         str(HERE / "_data_bench.py"),
@@ -214,7 +224,7 @@ def run_child(folder: Path, path: str, workers: int, steps: int, batch: int) -> 
         str(steps),
         str(batch),
     ]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
