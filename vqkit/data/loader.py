@@ -163,6 +163,21 @@ def _to_float(batches: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
         yield batch.float().div_(255)  # the items' own conversion (x / 255 in fp32), batched
 
 
+def _filling(
+    dataset: ImageFolderDataset, lists: list[list[int]], raw: Iterable[torch.Tensor]
+) -> Iterator[torch.Tensor]:
+    """The float batches of ``raw`` (uint8, read at ``lists``), kept in the cache being filled.
+
+    When every batch was read, the rows no batch held (an epoch's dropped last batch) are
+    decoded here if there are at most a batch of them, which completes the cache.
+    """
+    n = len(dataset)
+    for positions, batch in zip(lists, raw, strict=True):
+        dataset.keep_rows(torch.tensor([i % n for i in positions], dtype=torch.long), batch)
+        yield batch.float().div_(255)
+    dataset.fill_missing(max(len(b) for b in lists))
+
+
 def iterate_batches(
     dataset: Dataset,
     batches: Iterable[torch.Tensor],
@@ -177,7 +192,9 @@ def iterate_batches(
     in this process, one slice per batch; other datasets with ``num_workers > 0`` are decoded by
     that many DataLoader worker processes (``pin_memory`` puts each batch in page-locked memory
     for a fast copy to CUDA). The values are the same either way. The first call in a process
-    sets glibc's malloc thresholds (``reuse_freed_memory``).
+    sets glibc's malloc thresholds (``reuse_freed_memory``). A folder loaded with
+    ``cache="fill"`` keeps every batch read in its cache; once the cache is complete, later calls
+    slice it in this process (``num_workers`` is then not used for it).
     """
     lists: list[list[int]] = [
         b.tolist() if isinstance(b, torch.Tensor) else list(b) for b in batches
@@ -185,7 +202,12 @@ def iterate_batches(
     if not lists:
         return iter(())
     reuse_freed_memory()
+    filling = isinstance(dataset, ImageFolderDataset) and dataset.filled is not None
     if _in_memory(dataset) or num_workers == 0:
+        if filling:
+            folder = cast(ImageFolderDataset, dataset)
+            raw = (folder.read_batch(b, as_uint8=True) for b in lists)
+            return _filling(folder, lists, raw)
         return (fetch(dataset, torch.tensor(b, dtype=torch.long)) for b in lists)
     uint8 = isinstance(dataset, ImageFolderDataset) and not dataset.wide
     # uint8 batches are pinned after their conversion to float (where there is a GPU; without
@@ -202,7 +224,9 @@ def iterate_batches(
     )
     if not uint8:
         return iter(loader)
-    floats = _to_float(loader)
+    floats = (
+        _filling(cast(ImageFolderDataset, dataset), lists, loader) if filling else _to_float(loader)
+    )
     return (b.pin_memory() for b in floats) if pin_after else floats
 
 
