@@ -114,8 +114,10 @@ def train(folder: str, path: str, workers: int, steps: int, batch: int) -> dict:
     if path == "memory":
         data = load_image_folder(folder)
     else:
-        data = load_image_folder(folder, lazy=True, cache=path == "cache")
+        cache = {"cache": True, "fill": "fill"}.get(path, False)
+        data = load_image_folder(folder, lazy=True, cache=cache)
     load_s = time.perf_counter() - start
+    step_times: list[float] = []
     trainer = Trainer(
         _model(),
         data,
@@ -125,6 +127,7 @@ def train(folder: str, path: str, workers: int, steps: int, batch: int) -> dict:
         progress=False,
         num_workers=workers,
         device="cpu",
+        callbacks=[lambda trainer, step, logs: step_times.append(time.perf_counter())],
     )
     policy = reuse_freed_memory()  # what the trainer's first batch would set: one state for all
     own, workers_cpu = _cpu_seconds()
@@ -136,6 +139,17 @@ def train(folder: str, path: str, workers: int, steps: int, batch: int) -> dict:
     own_after, workers_after = _cpu_seconds()
     me_after = resource.getrusage(resource.RUSAGE_SELF)
     images = steps * batch
+    # images/s of the first epoch and of the steps after it (a filling cache changes between)
+    per_epoch = len(data) // batch
+    epoch_rates = {}
+    if 1 < per_epoch < len(step_times):
+        first = per_epoch * batch / (step_times[per_epoch - 1] - start)
+        later = (len(step_times) - per_epoch) * batch / (step_times[-1] - step_times[per_epoch - 1])
+        epoch_rates = {
+            "epoch1_images_per_s": round(first, 1),
+            "later_images_per_s": round(later, 1),
+        }
+    cached = getattr(data, "cache", None) is not None
     read_s = _read_only(data, workers, steps, batch)
     return {
         "path": path,
@@ -156,6 +170,8 @@ def train(folder: str, path: str, workers: int, steps: int, batch: int) -> dict:
         # The same number of batches read (decoded) with the same workers and no training: the
         # bound the data path sets, next to images_per_s with training.
         "read_images_per_s": round(images / read_s, 1),
+        **epoch_rates,
+        "cached_after": cached,
         "peak_rss_mib": _peak_rss_mib(),
         "peak_rss_source": "VmHWM",
         "worker_peak_rss_mib": round(
@@ -237,7 +253,7 @@ if __name__ == "__main__":
     gen.add_argument("n", type=int)
     run = sub.add_parser("train", help="one measured training run")
     run.add_argument("folder")
-    run.add_argument("path", choices=("memory", "lazy", "cache"))
+    run.add_argument("path", choices=("memory", "lazy", "cache", "fill"))
     run.add_argument("workers", type=int)
     run.add_argument("steps", type=int)
     run.add_argument("batch", type=int)

@@ -501,11 +501,12 @@ def _ms(value: float) -> str:
 def data_table(members: list[Row], multi_run: bool = False) -> list[str]:
     """One row per data-path run: rates, memory, load time and CPU per image from ``extra_info``.
 
-    ``Train CPU`` is the training process's CPU ms per image (its kernel share in brackets when
-    recorded); ``Workers CPU`` the DataLoader workers'. A run without workers shows "-" for
-    the worker columns. A peak RSS not read from ``VmHWM`` (``peak_rss_source``; older runs
-    recorded ``ru_maxrss``, which Linux carries over ``exec`` from the forking pytest process)
-    is only an upper bound and shows as "≤".
+    ``Train images/s`` adds the first epoch's rate and the later steps' when the run had more
+    than one epoch (a cache filled in epoch 1 changes between). ``Train CPU`` is the training
+    process's CPU ms per image (its kernel share in brackets when recorded); ``Workers CPU``
+    the DataLoader workers'. A run without workers shows "-" for the worker columns. A peak RSS
+    not read from ``VmHWM`` (``peak_rss_source``; older runs recorded ``ru_maxrss``, which Linux
+    carries over ``exec`` from the forking pytest process) is only an upper bound: "≤".
     """
     header = [
         "Case",
@@ -533,10 +534,14 @@ def data_table(members: list[Row], multi_run: bool = False) -> list[str]:
         worker_cpu = _num(e, "worker_cpu_ms_per_image")
         images = _num(e, "images")
         own_rss = e.get("peak_rss_source") == "VmHWM"
+        rate = _cell(_num(e, "images_per_s"), _sig)
+        first, later = _num(e, "epoch1_images_per_s"), _num(e, "later_images_per_s")
+        if first is not None and later is not None:
+            rate += f" (epoch 1: {_sig(first)}, later: {_sig(later)})"
         cells = [
             str(e.get("case") or row.case_label),
             "-" if images is None else f"{int(images):,}",
-            _cell(_num(e, "images_per_s"), _sig),
+            rate,
             _cell(_num(e, "read_images_per_s"), _sig),
             _cell(_num(e, "peak_rss_mib"), _mib if own_rss else lambda v: f"≤ {_mib(v)}"),
             _cell(worker_rss if has_workers and worker_rss else None, _mib),

@@ -14,7 +14,9 @@ thread, CPU) so that its peak RSS is its own:
   float32 tensor, no workers), ``lazy-0-workers``, ``lazy-2-workers`` and ``cache-2-workers``
   (the uint8 cache; a cached dataset is sliced in the training process, the workers are not
   started), and ``cache-2-workers-glibc-malloc``, the same with glibc's own malloc thresholds
-  (``VQKIT_MALLOC=default``) instead of ``vqkit.data.loader.reuse_freed_memory``.
+  (``VQKIT_MALLOC=default``) instead of ``vqkit.data.loader.reuse_freed_memory``, and
+  ``fill-2-workers`` (``cache="fill"``: the workers decode epoch 1 into the cache, later epochs
+  are sliced from it; ``epoch1_images_per_s`` and ``later_images_per_s`` split the run there).
 
 ``extra_info`` of each benchmark holds ``images_per_s``, ``peak_rss_mib`` (the training
 process), ``worker_peak_rss_mib`` (the largest worker; workers share the parent's pages, so the
@@ -41,6 +43,7 @@ CASES = [
     ("fits", "lazy", 0, "vqkit"),
     ("fits", "lazy", 2, "vqkit"),
     ("fits", "cache", 2, "vqkit"),
+    ("fits", "fill", 2, "vqkit"),
     # glibc's own malloc thresholds (VQKIT_MALLOC=default): the page faults the policy removes
     ("fits", "cache", 2, "glibc"),
 ]

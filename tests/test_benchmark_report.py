@@ -425,6 +425,8 @@ def test_data_group_shows_rates_memory_load_and_cpu_not_wall_time(tmp_path):
         workers=2,
         images=20000,
         images_per_s=1034.4,
+        epoch1_images_per_s=900.2,
+        later_images_per_s=1700.6,
         read_images_per_s=3063.4,
         peak_rss_mib=377.8,
         peak_rss_source="VmHWM",
@@ -461,7 +463,8 @@ def test_data_group_shows_rates_memory_load_and_cpu_not_wall_time(tmp_path):
         "| Load time | Train CPU ms/img | Worker CPU ms/img | Faults/img | Load avg |"
     )
     assert first == (
-        "| fits-lazy-2-workers | 20,000 | 1034 | 3063 | 378 MiB | 293 MiB | 1.95 s "
+        "| fits-lazy-2-workers | 20,000 | 1034 (epoch 1: 900, later: 1701) | 3063 | 378 MiB "
+        "| 293 MiB | 1.95 s "
         "| 0.954 (kernel 0.060) | 0.260 | 6.3 | 1.29 |"
     )
     assert second == (
