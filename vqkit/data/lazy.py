@@ -278,11 +278,17 @@ class ImageFolderDataset(Dataset):
         return self.cache is not None
 
     def __getstate__(self) -> dict:
+        """The dataset without a cache being filled (a worker decodes; it never fills)."""
         state = dict(self.__dict__)
-        state["filling"] = state["filled"] = None  # a worker decodes; it never fills
+        state["filling"] = state["filled"] = None
         return state
 
     def __setstate__(self, state: dict) -> None:
+        """Restore a pickled dataset (also one pickled before ``cache="fill"`` existed).
+
+        Args:
+            state: what ``__getstate__`` returned.
+        """
         state.setdefault("filling", None)
         state.setdefault("filled", None)
         self.__dict__.update(state)
