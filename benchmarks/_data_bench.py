@@ -5,8 +5,9 @@ The folder is generated once into a cache outside the repository (``$VQKIT_BENCH
 interrupted generation never leaves a half folder that later runs would trust.
 
 A run is measured in a fresh Python process (``python _data_bench.py train ...``) so its peak
-resident memory (``ru_maxrss``) is the run's own, not that of the pytest process; DataLoader
-workers are the child's children and their peak is reported separately.
+resident memory (``VmHWM``; ``ru_maxrss`` would carry the pytest process's peak over ``exec``) is
+the run's own; DataLoader workers are the child's children and their peak (``ru_maxrss`` of the
+children, which counts the pages they share with the training process) is reported separately.
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ def train(folder: str, path: str, workers: int, steps: int, batch: int) -> dict:
     import torch
 
     from vqkit.data import load_image_folder
+    from vqkit.data.loader import reuse_freed_memory
     from vqkit.train import Trainer
 
     torch.set_num_threads(1)
@@ -112,8 +114,10 @@ def train(folder: str, path: str, workers: int, steps: int, batch: int) -> dict:
     if path == "memory":
         data = load_image_folder(folder)
     else:
-        data = load_image_folder(folder, lazy=True, cache=path == "cache")
+        cache = {"cache": True, "fill": "fill"}.get(path, False)
+        data = load_image_folder(folder, lazy=True, cache=cache)
     load_s = time.perf_counter() - start
+    step_times: list[float] = []
     trainer = Trainer(
         _model(),
         data,
@@ -123,14 +127,30 @@ def train(folder: str, path: str, workers: int, steps: int, batch: int) -> dict:
         progress=False,
         num_workers=workers,
         device="cpu",
+        callbacks=[lambda trainer, step, logs: step_times.append(time.perf_counter())],
     )
+    policy = reuse_freed_memory()  # what the trainer's first batch would set: one state for all
     own, workers_cpu = _cpu_seconds()
+    me = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     trainer.fit()
     fit_s = time.perf_counter() - start
     del trainer
     own_after, workers_after = _cpu_seconds()
+    me_after = resource.getrusage(resource.RUSAGE_SELF)
     images = steps * batch
+    # images/s of the first epoch and of the steps after it (a filling cache changes between)
+    per_epoch = len(data) // batch
+    epoch_rates = {}
+    if 1 < per_epoch < len(step_times):
+        first = per_epoch * batch / (step_times[per_epoch - 1] - start)
+        later = (len(step_times) - per_epoch) * batch / (step_times[-1] - step_times[per_epoch - 1])
+        epoch_rates = {
+            "epoch1_images_per_s": round(first, 1),
+            "later_images_per_s": round(later, 1),
+        }
+    cached = getattr(data, "cache", None) is not None
+    read_s = _read_only(data, workers, steps, batch)
     return {
         "path": path,
         "workers": workers,
@@ -142,12 +162,53 @@ def train(folder: str, path: str, workers: int, steps: int, batch: int) -> dict:
         # barely depends on how busy the machine is.
         "train_cpu_ms_per_image": round(1000 * (own_after - own) / images, 3),
         "worker_cpu_ms_per_image": round(1000 * (workers_after - workers_cpu) / images, 3),
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        # The training process's CPU split: kernel time is mostly page faults of fresh buffers.
+        "train_user_ms_per_image": round(1000 * (me_after.ru_utime - me.ru_utime) / images, 3),
+        "train_sys_ms_per_image": round(1000 * (me_after.ru_stime - me.ru_stime) / images, 3),
+        "minor_faults_per_image": round((me_after.ru_minflt - me.ru_minflt) / images, 2),
+        "malloc_policy": policy,
+        # The same number of batches read (decoded) with the same workers and no training: the
+        # bound the data path sets, next to images_per_s with training.
+        "read_images_per_s": round(images / read_s, 1),
+        **epoch_rates,
+        "cached_after": cached,
+        "peak_rss_mib": _peak_rss_mib(),
+        "peak_rss_source": "VmHWM",
         "worker_peak_rss_mib": round(
             resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1
         ),
         "load_average": round(os.getloadavg()[0], 2),
     }
+
+
+def _read_only(data, workers: int, steps: int, batch: int) -> float:
+    """Seconds to read ``steps`` shuffled batches of ``data`` with ``workers`` and no training."""
+    import torch
+
+    from vqkit.data.loader import batch_indices, iterate_batches
+
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(1))
+    batches = batch_indices(order, batch)[:steps]
+    start = time.perf_counter()
+    for _ in iterate_batches(data, batches, num_workers=workers):
+        pass
+    return time.perf_counter() - start
+
+
+def _peak_rss_mib() -> float:
+    """This process's own peak RSS in MiB: ``VmHWM`` of ``/proc/self/status``.
+
+    Not ``ru_maxrss``: Linux carries that over ``exec`` from the process that forked this one,
+    so a child of a 500 MiB pytest process reported 504 MiB whatever it used itself.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _cpu_seconds() -> tuple[float, float]:
@@ -157,8 +218,18 @@ def _cpu_seconds() -> tuple[float, float]:
     return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
 
 
-def run_child(folder: Path, path: str, workers: int, steps: int, batch: int) -> dict:
-    """``train`` in a fresh interpreter; its JSON line."""
+def run_child(
+    folder: Path, path: str, workers: int, steps: int, batch: int, malloc: str = "vqkit"
+) -> dict:
+    """``train`` in a fresh interpreter; its JSON line.
+
+    ``malloc="glibc"`` runs it with ``VQKIT_MALLOC=default`` (glibc's own thresholds), to show
+    what ``vqkit.data.loader.reuse_freed_memory`` changes.
+    """
+    env = dict(os.environ)
+    env.pop("VQKIT_MALLOC", None)
+    if malloc == "glibc":
+        env["VQKIT_MALLOC"] = "default"
     command = [
         sys.executable,
         str(HERE / "_data_bench.py"),
@@ -169,7 +240,7 @@ def run_child(folder: Path, path: str, workers: int, steps: int, batch: int) -> 
         str(steps),
         str(batch),
     ]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -182,7 +253,7 @@ if __name__ == "__main__":
     gen.add_argument("n", type=int)
     run = sub.add_parser("train", help="one measured training run")
     run.add_argument("folder")
-    run.add_argument("path", choices=("memory", "lazy", "cache"))
+    run.add_argument("path", choices=("memory", "lazy", "cache", "fill"))
     run.add_argument("workers", type=int)
     run.add_argument("steps", type=int)
     run.add_argument("batch", type=int)

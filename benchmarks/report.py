@@ -11,6 +11,10 @@ benchmark passed. Otherwise each JSON file is one run given on the command line.
 section on the machine of each run (CPU, threads, packages, commit, the load average at the start
 and end of the run and the highest seen by any benchmark), a summary of the ratios, and one table
 per benchmark group: median time, IQR, rounds, throughput and peak memory (from ``extra_info``).
+A group whose every row reports ``images_per_s`` (the data benchmark, ``benchmarks/test_data.py``)
+gets a data table instead: training images/s, read-only images/s, peak RSS of the training process
+and of its largest worker, load time and CPU time per image, all from ``extra_info``; its median
+would be wall time including the folder scan.
 
 One case gives one row: two rows with the same group, device, case and implementation (the same
 benchmark in two JSON files, say a full run and a rerun of one case) are refused with both
@@ -46,6 +50,7 @@ IMPL_PARAM = "impl"
 # A 1-minute load average above this many runnable threads per core marks a busy machine (the
 # benchmark itself accounts for about one per core).
 BUSY_LOAD_PER_CORE = 1.5
+MIB = 2**20
 
 
 @dataclass
@@ -437,6 +442,9 @@ def render_markdown(
     multi_run = len(runs) > 1
     for group, members in groups.items():
         out += [f"## {group}", ""]
+        if is_data_group(members):
+            out += [*data_table(members, multi_run), ""]
+            continue
         header = ["Case", "Impl", "Device", "Median", "IQR", "Rounds", "Throughput", "Peak memory"]
         header += ["Ratio"] + (["Run"] if multi_run else [])
         body = []
@@ -462,6 +470,89 @@ def render_markdown(
             body.append(cells + ([str(row.run.index + 1)] if multi_run else []))
         out += [*_table(header, body), ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+# ----------------------------------------------------------------------------------------------
+# Data table
+
+
+def _num(extra: dict, key: str) -> float | None:
+    value = extra.get(key)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def is_data_group(members: list[Row]) -> bool:
+    """Whether every row of a group is a data-path training run (reports ``images_per_s``)."""
+    return bool(members) and all(_num(r.extra, "images_per_s") is not None for r in members)
+
+
+def _cell(value: float | None, fmt) -> str:
+    return "-" if value is None else fmt(value)
+
+
+def _mib(value: float) -> str:
+    return fmt_bytes(round(value * MIB))
+
+
+def _ms(value: float) -> str:
+    return f"{value:.3f}"
+
+
+def data_table(members: list[Row], multi_run: bool = False) -> list[str]:
+    """One row per data-path run: rates, memory, load time and CPU per image from ``extra_info``.
+
+    ``Train images/s`` adds the first epoch's rate and the later steps' when the run had more
+    than one epoch (a cache filled in epoch 1 changes between). ``Train CPU`` is the training
+    process's CPU ms per image (its kernel share in brackets when recorded); ``Workers CPU``
+    the DataLoader workers'. A run without workers shows "-" for the worker columns. A peak RSS
+    not read from ``VmHWM`` (``peak_rss_source``; older runs recorded ``ru_maxrss``, which Linux
+    carries over ``exec`` from the forking pytest process) is only an upper bound: "≤".
+    """
+    header = [
+        "Case",
+        "Images",
+        "Train images/s",
+        "Read-only images/s",
+        "Peak RSS",
+        "Worker peak RSS",
+        "Load time",
+        "Train CPU ms/img",
+        "Worker CPU ms/img",
+        "Faults/img",
+        "Load avg",
+    ] + (["Run"] if multi_run else [])
+    body = []
+    for row in members:
+        e = row.extra
+        workers = _num(e, "workers")
+        has_workers = workers is not None and workers > 0
+        train_cpu = _cell(_num(e, "train_cpu_ms_per_image"), _ms)
+        sys_cpu = _num(e, "train_sys_ms_per_image")
+        if sys_cpu is not None and train_cpu != "-":
+            train_cpu += f" (kernel {_ms(sys_cpu)})"
+        worker_rss = _num(e, "worker_peak_rss_mib")
+        worker_cpu = _num(e, "worker_cpu_ms_per_image")
+        images = _num(e, "images")
+        own_rss = e.get("peak_rss_source") == "VmHWM"
+        rate = _cell(_num(e, "images_per_s"), _sig)
+        first, later = _num(e, "epoch1_images_per_s"), _num(e, "later_images_per_s")
+        if first is not None and later is not None:
+            rate += f" (epoch 1: {_sig(first)}, later: {_sig(later)})"
+        cells = [
+            str(e.get("case") or row.case_label),
+            "-" if images is None else f"{int(images):,}",
+            rate,
+            _cell(_num(e, "read_images_per_s"), _sig),
+            _cell(_num(e, "peak_rss_mib"), _mib if own_rss else lambda v: f"≤ {_mib(v)}"),
+            _cell(worker_rss if has_workers and worker_rss else None, _mib),
+            _cell(_num(e, "load_s"), lambda v: f"{_sig(v)} s"),
+            train_cpu,
+            _cell(worker_cpu if has_workers and worker_cpu else None, _ms),
+            _cell(_num(e, "minor_faults_per_image"), _sig),
+            _cell(_num(e, "load_average"), lambda v: f"{v:.2f}"),
+        ]
+        body.append(cells + ([str(row.run.index + 1)] if multi_run else []))
+    return _table(header, body)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -407,3 +407,81 @@ def test_run_mode_takes_no_json_files(tmp_path, capsys):
     with pytest.raises(SystemExit):
         report.main([])
     assert "or --run" in capsys.readouterr().err
+
+
+# ---- the data table (branch data) -------------------------------------------------------------
+
+
+def _data_bench(case, wall, **extra):
+    bench = _bench("data: train from PNG folder", "vqkit", wall, {"case": case})
+    bench["extra_info"].update(extra, case=case, throughput_items=1280, throughput_unit="images")
+    return bench
+
+
+def test_data_group_shows_rates_memory_load_and_cpu_not_wall_time(tmp_path):
+    lazy = _data_bench(
+        "fits-lazy-2-workers",
+        40.0,  # wall time with the folder scan: 32 img/s, which the table must not show
+        workers=2,
+        images=20000,
+        images_per_s=1034.4,
+        epoch1_images_per_s=900.2,
+        later_images_per_s=1700.6,
+        read_images_per_s=3063.4,
+        peak_rss_mib=377.8,
+        peak_rss_source="VmHWM",
+        worker_peak_rss_mib=292.8,
+        load_s=1.95,
+        train_cpu_ms_per_image=0.954,
+        train_sys_ms_per_image=0.06,
+        worker_cpu_ms_per_image=0.26,
+        minor_faults_per_image=6.3,
+        load_average=1.29,
+    )
+    memory = _data_bench(  # an older JSON: no read-only rate, kernel share, faults, VmHWM
+        "fits-memory-0-workers",
+        30.0,
+        workers=0,
+        images=20000,
+        images_per_s=1740,
+        peak_rss_mib=924.0,
+        worker_peak_rss_mib=0.0,
+        load_s=4.95,
+        train_cpu_ms_per_image=0.574,
+        worker_cpu_ms_per_image=0.0,
+        load_average=1.48,
+    )
+    other = _bench("quantize", "vqkit", 0.002, {"n": 4096, "impl": "vqkit"}, 10 * MIB, 4096)
+    path = _write(tmp_path, "run.json", [lazy, memory, other])
+    out = tmp_path / "page.md"
+    assert report.main([str(path), "--out", str(out), "--plot", ""]) == 0
+    lines = out.read_text(encoding="utf-8").splitlines()
+    start = lines.index("## data: train from PNG folder")
+    header, _, first, second = lines[start + 2 : start + 6]
+    assert header == (
+        "| Case | Images | Train images/s | Read-only images/s | Peak RSS | Worker peak RSS "
+        "| Load time | Train CPU ms/img | Worker CPU ms/img | Faults/img | Load avg |"
+    )
+    assert first == (
+        "| fits-lazy-2-workers | 20,000 | 1034 (epoch 1: 900, later: 1701) | 3063 | 378 MiB "
+        "| 293 MiB | 1.95 s "
+        "| 0.954 (kernel 0.060) | 0.260 | 6.3 | 1.29 |"
+    )
+    assert second == (
+        "| fits-memory-0-workers | 20,000 | 1740 | - | ≤ 924 MiB | - | 4.95 s | 0.574 | - | - "
+        "| 1.48 |"
+    )
+    assert "32 images/s" not in "\n".join(lines)  # no wall-time throughput for the data runs
+    assert any(line.startswith("| n=4096 | vqkit | cpu | 2 ms |") for line in lines)
+
+
+def test_a_group_is_a_data_group_only_when_every_row_has_a_rate():
+    rows = [
+        report.Row(None, "g", "a", "vqkit", "cpu", (), 1.0, 0, 1, 1, 1, {"images_per_s": 5}),
+        report.Row(None, "g", "b", "vqkit", "cpu", (), 1.0, 0, 1, 1, 1, {}),
+    ]
+    assert report.is_data_group(rows[:1])
+    assert not report.is_data_group(rows)
+    assert not report.is_data_group([])
+    flag = report.Row(None, "g", "c", "vqkit", "cpu", (), 1.0, 0, 1, 1, 1, {"images_per_s": True})
+    assert not report.is_data_group([flag])  # a bool is not a rate

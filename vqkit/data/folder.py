@@ -202,7 +202,7 @@ def load_image_folder(
     on_unreadable: str = "error",
     extensions: tuple[str, ...] = IMAGE_EXTENSIONS,
     lazy: bool = False,
-    cache: bool = False,
+    cache: bool | str = False,
 ) -> ArrayDataset | ImageFolderDataset:
     """Read every image under ``path``: into one ``(N, C, H, W)`` float tensor, or lazily.
 
@@ -226,7 +226,9 @@ def load_image_folder(
             when it is indexed, naming the file.
         cache: with ``lazy=True``, decode every image once into a uint8 tensor held in memory
             (``N·C·H·W`` bytes, a quarter of the float32 path's); refused when that does not
-            fit in half the available memory or when the images are 16-bit.
+            fit in half the available memory or when the images are 16-bit. ``"fill"`` makes
+            the same check and fills that tensor with the batches training reads (decoded by the
+            DataLoader workers in the first epoch; later epochs are sliced from memory).
 
     Returns:
         An [`ArrayDataset`][vqkit.data.ArrayDataset] (or an ``ImageFolderDataset`` with ``lazy``)
@@ -252,9 +254,13 @@ def load_image_folder(
         raise FileNotFoundError(f"image folder {str(root)!r} does not exist or is not a folder")
     suffixes = _check_options(mode, fit, on_mismatch, on_unreadable, extensions)
     size = _as_size(image_size)
-    for flag, value in (("lazy", lazy), ("cache", cache)):
-        if not isinstance(value, bool):
-            raise TypeError(f"{flag} must be True or False, got {value!r}")
+    if not isinstance(lazy, bool):
+        raise TypeError(f"lazy must be True or False, got {lazy!r}")
+    if not isinstance(cache, bool) and cache != "fill":
+        raise TypeError(
+            f"cache must be True or False, got {cache!r} (or 'fill': cache the batches "
+            "training reads)"
+        )
     if cache and not lazy:
         raise ValueError("cache=True applies to lazy=True (the in-memory path holds everything)")
     report = LoadReport(str(root))

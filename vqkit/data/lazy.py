@@ -76,7 +76,11 @@ class ImageFolderDataset(Dataset):
         resize: resize every image to ``image_size``; False means every file already has it.
         name: a short name for logs and run folders.
         report: what the scan read and left out.
-        cache: decode everything once into a uint8 tensor ``(N, C, H, W)`` kept in memory.
+        cache: True decodes everything now into a uint8 tensor ``(N, C, H, W)`` kept in
+            memory; ``"fill"`` reserves that tensor (after the same memory check) and fills it
+            with the batches ``vqkit.data.loader.iterate_batches`` reads, decoded by the
+            DataLoader workers during the first epoch: once every row is filled the dataset is
+            cached (``cache`` is set) and later epochs are sliced in the training process.
         wide: some images have more than 8 bits per pixel (16-bit grayscale): no uint8 cache.
 
     Shape:
@@ -94,7 +98,7 @@ class ImageFolderDataset(Dataset):
         resize: bool = True,
         name: str = "images",
         report: LoadReport | None = None,
-        cache: bool = False,
+        cache: bool | str = False,
         wide: bool = False,
     ) -> None:
         if len(files) == 0:
@@ -111,8 +115,15 @@ class ImageFolderDataset(Dataset):
         self.report = report if report is not None else LoadReport(name, kept=len(files))
         self.wide = wide
         self.cache: torch.Tensor | None = None
-        if cache:
+        # cache="fill": the rows read so far and which they are, until every row is there.
+        self.filling: torch.Tensor | None = None
+        self.filled: torch.Tensor | None = None
+        if cache == "fill":
+            self._reserve_cache()
+        elif cache is True:
             self._fill_cache()
+        elif cache is not False:
+            raise ValueError(f"cache must be True, False or 'fill', got {cache!r}")
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -203,9 +214,7 @@ class ImageFolderDataset(Dataset):
     def _empty(self) -> torch.Tensor:
         return torch.empty((0, *self.sample_shape), dtype=torch.float32)
 
-    def _fill_cache(self) -> None:
-        import numpy as np
-
+    def _check_cache_fits(self) -> None:
         if self.wide:
             raise ValueError(
                 f"{self.name}: a uint8 cache would lose the precision of its 16-bit images; "
@@ -220,15 +229,79 @@ class ImageFolderDataset(Dataset):
                 f"{_gib(need)}, more than half of the {_gib(free)} available; use cache=False "
                 "(images are then decoded when they are read)"
             )
+
+    def _fill_cache(self) -> None:
+        import numpy as np
+
+        self._check_cache_fits()
+        c, h, w = self.sample_shape
         cache = torch.empty((len(self), c, h, w), dtype=torch.uint8)
         for i in range(len(self)):
             cache[i] = torch.from_numpy(np.array(self._decode(i)))  # a writable copy
         self.cache = cache
 
+    def _reserve_cache(self) -> None:
+        self._check_cache_fits()
+        # torch.empty maps no pages yet: memory grows as rows are filled.
+        self.filling = torch.empty((len(self), *self.sample_shape), dtype=torch.uint8)
+        self.filled = torch.zeros(len(self), dtype=torch.bool)
+
+    def keep_rows(self, indices: torch.Tensor, batch: torch.Tensor) -> None:
+        """With ``cache="fill"``: store the uint8 ``batch`` read at ``indices``; when every row
+        is stored, the filling becomes ``cache``. Does nothing otherwise.
+
+        Args:
+            indices: ``(B,)`` positions in ``[0, N)``.
+            batch: ``(B, C, H, W)`` uint8, the rows ``read_batch(indices, as_uint8=True)`` gave.
+        """
+        if self.filling is None or self.filled is None:
+            return
+        self.filling[indices] = batch
+        self.filled[indices] = True
+        if bool(self.filled.all()):
+            self.cache, self.filling, self.filled = self.filling, None, None
+
+    def fill_missing(self, limit: int) -> bool:
+        """With ``cache="fill"``: decode the rows not read yet here, if there are at most
+        ``limit`` (an epoch's dropped last batch), completing the cache; whether it is complete.
+
+        Args:
+            limit: the most rows to decode in this process.
+        """
+        if self.filled is None:
+            return self.cache is not None
+        missing = torch.nonzero(~self.filled).flatten()
+        if len(missing) > limit:
+            return False
+        for chunk in torch.split(missing, 256):
+            self.keep_rows(chunk, self.read_batch(chunk.tolist(), as_uint8=True))
+        return self.cache is not None
+
+    def __getstate__(self) -> dict:
+        """The dataset without a cache being filled (a worker decodes; it never fills)."""
+        state = dict(self.__dict__)
+        state["filling"] = state["filled"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        """Restore a pickled dataset (also one pickled before ``cache="fill"`` existed).
+
+        Args:
+            state: what ``__getstate__`` returned.
+        """
+        state.setdefault("filling", None)
+        state.setdefault("filled", None)
+        self.__dict__.update(state)
+
     def select(self, indices: torch.Tensor, name: str | None = None) -> ImageFolderDataset:
         """The samples at ``indices`` (a 1-D integer tensor), as a new dataset.
 
-        A cache is sliced along: the new dataset holds a copy of the selected rows.
+        A cache is sliced along: the new dataset holds a copy of the selected rows, and a cache
+        being filled carries the selected rows and their state.
+
+        Args:
+            indices: positions of the samples to keep.
+            name: the new dataset's name (default: this one's).
         """
         out = ImageFolderDataset.__new__(ImageFolderDataset)
         out.__dict__.update(self.__dict__)
@@ -236,10 +309,14 @@ class ImageFolderDataset(Dataset):
         out.labels = self.labels[indices]
         out.name = name or self.name
         out.cache = self.cache[indices] if self.cache is not None else None
+        out.filling = self.filling[indices] if self.filling is not None else None
+        out.filled = self.filled[indices] if self.filled is not None else None
         return out
 
     def __repr__(self) -> str:
         cached = ", cache=uint8" if self.cache is not None else ""
+        if self.filled is not None:
+            cached = f", cache=filling {int(self.filled.sum())}/{len(self)}"
         return (
             f"ImageFolderDataset(name={self.name!r}, n={len(self)}, "
             f"sample_shape={self.sample_shape}{cached})"
