@@ -529,7 +529,7 @@ class VectorQuantizer(nn.Module):
 
     def _usage_debias(self) -> Tensor:
         """1 − γ^t at the current step, as −expm1(t·log γ): exact even where γ^t rounds to 1."""
-        return -torch.expm1(self.steps.float() * self._log_decay)
+        return -torch.expm1(self.steps * self._log_decay)  # long × float: fp32, no extra cast
 
     def _debias(self) -> Tensor | float:
         """1 − γ^t for the bias-corrected EMA codebook statistics (Sonnet), else 1."""
@@ -572,9 +572,9 @@ class VectorQuantizer(nn.Module):
         self.last_used.masked_fill_(used, self.steps)
 
         metrics = self._usage_metrics(counts, used, n)
-        metrics["dead_codes"] = dead.sum().float()
+        dead_count = metrics["dead_codes"] = dead.sum().float()  # counted once, for the policy too
         if self.reinit is not None:
-            batch = ReseedBatch(z, counts, n, dead, level, closest, sync)
+            batch = ReseedBatch(z, counts, n, dead, level, closest, sync, dead_count)
             self._step_debias = usage_debias
             try:
                 metrics["reseeded"] = self.reinit.update(self, batch)
