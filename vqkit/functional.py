@@ -148,9 +148,10 @@ def _nearest_single(
     if cosine:
         dist = torch.mm(x, codebook.neg().t())  # (N, K): −x·e, exactly (negation is exact)
     else:
-        shifted = codebook - cast(Tensor, center)  # (K, D)
+        m = cast(Tensor, center)  # (D,), set by the caller in the euclidean case
+        shifted = codebook - m  # (K, D)
         # ‖e − m‖² − 2(x − m)·(e − m): the squared distance less ‖x − m‖², a per-row constant
-        dist = torch.addmm(shifted.square().sum(1), x - center, shifted.t(), alpha=-2.0)
+        dist = torch.addmm(shifted.square().sum(1), x - m, shifted.t(), alpha=-2.0)
     block = None if compiling or x.device.type != "cpu" else _argmin_block(codebook.shape[0])
     if block is None:
         return dist.min(1).indices
