@@ -126,12 +126,15 @@ def _blocked_argmin(dist: Tensor, block: int, out: Tensor | None = None) -> Tens
     n, k = dist.shape
     blocks = k // block
     best = dist.view(n, blocks, block).amin(-1).min(1).indices  # (n,) block of each minimum
-    first = _row_offsets(n, blocks, dist.device)  # (n,) row offsets of the blocks
-    rows = dist.view(n * blocks, block).index_select(0, best.add_(first))  # (n, block)
-    best.sub_(first).mul_(block)  # (n,) first column of each chosen block
+    # (n,) the chosen block as a row of the (n·blocks, block) view: i·blocks + b
+    best.add_(_row_offsets(n, blocks, dist.device))
+    within = dist.view(n * blocks, block).index_select(0, best).min(1).indices  # (n,)
+    # column b·block + j = (i·blocks + b)·block + j − i·K
     if out is None:
-        return rows.min(1).indices.add_(best)
-    return torch.add(rows.min(1).indices, best, out=out)
+        out = within.add_(best, alpha=block)
+    else:
+        torch.add(within, best, alpha=block, out=out)
+    return out.sub_(_row_offsets(n, k, dist.device))
 
 
 def _nearest_single(

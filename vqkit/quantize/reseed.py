@@ -273,7 +273,9 @@ class DeadCodeReseed(ReseedPolicy):
         return usage < level, level
 
     def update(self, quantizer: CodebookEditor, batch: ReseedBatch) -> Tensor:
-        dead_count = batch.dead.sum().float() if batch.dead_count is None else batch.dead_count
+        dead_count = batch.dead_count
+        if dead_count is None:
+            dead_count = batch.dead.sum(dtype=torch.float32)
         on_cpu = batch.dead.device.type == "cpu"  # reading the count syncs a GPU: not there
         if on_cpu and not torch.compiler.is_compiling() and not bool(dead_count):
             # Nothing to replace: no candidates drawn, no masked writes. (Every rank sees the

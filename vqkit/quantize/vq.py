@@ -572,7 +572,8 @@ class VectorQuantizer(nn.Module):
         self.last_used.masked_fill_(used, self.steps)
 
         metrics = self._usage_metrics(counts, used, n)
-        dead_count = metrics["dead_codes"] = dead.sum().float()  # counted once, for the policy too
+        # counted once, for the policy too; a float sum of a bool mask is the count, exactly
+        dead_count = metrics["dead_codes"] = dead.sum(dtype=torch.float32)
         if self.reinit is not None:
             batch = ReseedBatch(z, counts, n, dead, level, closest, sync, dead_count)
             self._step_debias = usage_debias
@@ -601,8 +602,8 @@ class VectorQuantizer(nn.Module):
         since = self.steps - self.last_used  # (K,) steps since last use
         return {
             "perplexity": perplexity(counts, total),
-            "batch_usage": used.float().mean(),
-            "window_usage": (since < self.usage_window).float().mean(),
+            "batch_usage": used.mean(dtype=torch.float32),
+            "window_usage": (since < self.usage_window).mean(dtype=torch.float32),
         }
 
     @torch.no_grad()
