@@ -3,9 +3,10 @@
 Everything here is a function of tensors, with no module state, so it can be tested against a
 closed form and reused by every quantizer.
 
-- ``nearest_code``: chunked fp32 nearest-code search (one matrix product and one ``min`` per
-  chunk, never an N×K matrix for the whole batch), centred so that a large common offset does not
-  cancel.
+- ``nearest_code``: fp32 nearest-code search, centred so that a large common offset does not
+  cancel: one product over all rows for a small batch (N×K ≤ ``SINGLE_PRODUCT_ELEMENTS``), else
+  chunked (one matrix product and one ``min`` per chunk, never an N×K matrix for the whole
+  batch).
 - ``cluster_stats`` (a sparse product on CPU, ``index_add_`` elsewhere), ``ema_``,
   ``laplace_smooth``: the EMA codebook update of van den
   Oord et al., "Neural Discrete Representation Learning" (arXiv:1711.00937, appendix A.1), in the

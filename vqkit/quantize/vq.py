@@ -9,7 +9,8 @@ arXiv:2410.06424), l2-normalised (cosine) codes and a low-dimensional codebook w
 k-means initialisation, dead-code reseeding and CVQ-VAE's online clustered re-initialisation
 (Zheng & Vedaldi, arXiv:2307.15139).
 
-Engineering: the nearest-code search is chunked fp32 (``vqkit.functional.nearest_code``),
+Engineering: the nearest-code search is fp32, one product for a small batch and chunked for a
+large one (``vqkit.functional.nearest_code``),
 the EMA statistics are ``index_add_`` sums (no N×K one-hot anywhere), statistics are all-reduced
 under ``torch.distributed``, and a training step has no ``.item()`` and no Python branch on a
 tensor value, so it compiles with ``torch.compile(fullgraph=True)``.
