@@ -9,6 +9,7 @@ import torch
 
 from vqkit import VectorQuantizer
 from vqkit import functional as VF
+from vqkit.quantize.reseed import ReseedBatch
 
 
 def brute_force(x: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
@@ -130,3 +131,36 @@ def test_quantizer_step_is_the_same_with_either_search(monkeypatch):
     assert torch.equal(out_a.indices.reshape(-1), brute_force(x.reshape(-1, 16), codes))
     for key, value in a.state_dict().items():
         torch.testing.assert_close(b.state_dict()[key], value, msg=key)
+
+
+def test_dead_code_policy_reuses_the_quantizers_dead_count():
+    """``ReseedBatch.dead_count`` (counted once by the quantizer) and a policy's own count give
+    the same reseeding; the step's ``dead_codes`` and ``reseeded`` metrics are that count."""
+    torch.manual_seed(8)
+    vq = VectorQuantizer(8, 64, channel_last=True, reseed="dead_code", dead_code_threshold=0.5)
+    plain = VectorQuantizer(8, 64, channel_last=True, reseed=None, dead_code_threshold=0.5)
+    plain.load_state_dict(vq.state_dict())
+    x = torch.randn(4, 32, 8) * 0.1 + 3.0  # far from most codes: many are dead after a step
+    out, reference = vq(x), plain(x)
+    # the detector's count from the debiased usage of the same step, without reseeding after it
+    usage = plain.usage / plain._usage_debias()
+    expected = float((usage < 0.5 * x.shape[0] * x.shape[1] / 64).sum())
+    assert expected > 0
+    assert out.metrics["dead_codes"].dtype == torch.float32
+    assert out.metrics["dead_codes"].item() == reference.metrics["dead_codes"].item() == expected
+    assert out.metrics["reseeded"].item() == expected
+    z = x.reshape(-1, 8)
+    dead = torch.zeros(64, dtype=torch.bool)
+    dead[::3] = True
+    level = torch.tensor(2.0)
+    counts = torch.zeros(64)
+    states = []
+    for dead_count in (None, dead.sum(dtype=torch.float32)):
+        editor = VectorQuantizer(8, 64, channel_last=True)
+        editor.load_state_dict(vq.state_dict())
+        batch = ReseedBatch(z, counts, torch.tensor(128.0), dead, level, None, False, dead_count)
+        torch.manual_seed(9)
+        assert editor.reinit.update(editor, batch).item() == 22.0
+        states.append(editor.state_dict())
+    for key, value in states[0].items():
+        assert torch.equal(states[1][key], value), key
