@@ -20,7 +20,9 @@ def brute_force(x: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
 
 @pytest.fixture
 def spy(monkeypatch):
-    """Count the calls of the single-product path."""
+    """Count the calls of the single-product path (taken with two or more CPU threads)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
     calls = []
     original = VF._nearest_single
 
@@ -29,7 +31,21 @@ def spy(monkeypatch):
         return original(*args, **kwargs)
 
     monkeypatch.setattr(VF, "_nearest_single", wrapped)
-    return calls
+    yield calls
+    torch.set_num_threads(threads)
+
+
+def test_one_cpu_thread_keeps_the_chunked_search(spy):
+    g = torch.Generator().manual_seed(10)
+    x = torch.randn(2048, 16, generator=g)
+    codebook = torch.randn(512, 16, generator=g)
+    torch.set_num_threads(1)  # the fixture restores the caller's count
+    idx = VF.nearest_code(x, codebook)
+    assert not spy
+    assert torch.equal(idx, brute_force(x, codebook))
+    torch.set_num_threads(2)
+    assert torch.equal(VF.nearest_code(x, codebook), idx)
+    assert spy == [2048]
 
 
 @pytest.mark.parametrize("k", [64, 512, 1000])  # min(1), blocked (B = 32), min(1) again
@@ -113,7 +129,7 @@ def test_blocked_argmin_returns_a_new_tensor_and_reuses_offsets_per_size():
         assert torch.equal(out, dist.min(1).indices)
 
 
-def test_quantizer_step_is_the_same_with_either_search(monkeypatch):
+def test_quantizer_step_is_the_same_with_either_search(monkeypatch, spy):
     """A training step at N = 4,096, K = 512 (single product) picks the codes of the chunked
     search, and leaves the same codebook state."""
     torch.manual_seed(6)
@@ -124,9 +140,11 @@ def test_quantizer_step_is_the_same_with_either_search(monkeypatch):
     codes = a.embed.clone()  # before the step's EMA update
     torch.manual_seed(7)
     out_a = a(x)
+    assert spy == [4096]  # the single product
     monkeypatch.setattr(VF, "SINGLE_PRODUCT_ELEMENTS", 0)
     torch.manual_seed(7)
     out_b = b(x)
+    assert spy == [4096]  # the chunks
     assert torch.equal(out_a.indices, out_b.indices)
     assert torch.equal(out_a.indices.reshape(-1), brute_force(x.reshape(-1, 16), codes))
     for key, value in a.state_dict().items():
