@@ -112,6 +112,8 @@ class ReseedBatch(NamedTuple):
         closest: ``(rows, dists)`` of each code's nearest batch row when the policy asked for
             them (``needs_closest_rows``), else ``None``.
         sync: statistics are synchronised across processes (``torch.distributed``).
+        dead_count: scalar fp32, ``dead.sum()`` when the quantizer has counted it already (a
+            policy then reuses it), else ``None``.
     """
 
     z: Tensor
@@ -121,6 +123,7 @@ class ReseedBatch(NamedTuple):
     level: Tensor
     closest: tuple[Tensor, Tensor] | None
     sync: bool
+    dead_count: Tensor | None = None
 
 
 class ReseedPolicy(nn.Module):
@@ -270,7 +273,9 @@ class DeadCodeReseed(ReseedPolicy):
         return usage < level, level
 
     def update(self, quantizer: CodebookEditor, batch: ReseedBatch) -> Tensor:
-        dead_count = batch.dead.sum().float()
+        dead_count = batch.dead_count
+        if dead_count is None:
+            dead_count = batch.dead.sum(dtype=torch.float32)
         on_cpu = batch.dead.device.type == "cpu"  # reading the count syncs a GPU: not there
         if on_cpu and not torch.compiler.is_compiling() and not bool(dead_count):
             # Nothing to replace: no candidates drawn, no masked writes. (Every rank sees the

@@ -9,7 +9,8 @@ arXiv:2410.06424), l2-normalised (cosine) codes and a low-dimensional codebook w
 k-means initialisation, dead-code reseeding and CVQ-VAE's online clustered re-initialisation
 (Zheng & Vedaldi, arXiv:2307.15139).
 
-Engineering: the nearest-code search is chunked fp32 (``vqkit.functional.nearest_code``),
+Engineering: the nearest-code search is fp32, one product for a small batch and chunked for a
+large one (``vqkit.functional.nearest_code``),
 the EMA statistics are ``index_add_`` sums (no N×K one-hot anywhere), statistics are all-reduced
 under ``torch.distributed``, and a training step has no ``.item()`` and no Python branch on a
 tensor value, so it compiles with ``torch.compile(fullgraph=True)``.
@@ -529,7 +530,7 @@ class VectorQuantizer(nn.Module):
 
     def _usage_debias(self) -> Tensor:
         """1 − γ^t at the current step, as −expm1(t·log γ): exact even where γ^t rounds to 1."""
-        return -torch.expm1(self.steps.float() * self._log_decay)
+        return -torch.expm1(self.steps * self._log_decay)  # long × float: fp32, no extra cast
 
     def _debias(self) -> Tensor | float:
         """1 − γ^t for the bias-corrected EMA codebook statistics (Sonnet), else 1."""
@@ -572,9 +573,10 @@ class VectorQuantizer(nn.Module):
         self.last_used.masked_fill_(used, self.steps)
 
         metrics = self._usage_metrics(counts, used, n)
-        metrics["dead_codes"] = dead.sum().float()
+        # counted once, for the policy too; a float sum of a bool mask is the count, exactly
+        dead_count = metrics["dead_codes"] = dead.sum(dtype=torch.float32)
         if self.reinit is not None:
-            batch = ReseedBatch(z, counts, n, dead, level, closest, sync)
+            batch = ReseedBatch(z, counts, n, dead, level, closest, sync, dead_count)
             self._step_debias = usage_debias
             try:
                 metrics["reseeded"] = self.reinit.update(self, batch)
@@ -601,8 +603,8 @@ class VectorQuantizer(nn.Module):
         since = self.steps - self.last_used  # (K,) steps since last use
         return {
             "perplexity": perplexity(counts, total),
-            "batch_usage": used.float().mean(),
-            "window_usage": (since < self.usage_window).float().mean(),
+            "batch_usage": used.mean(dtype=torch.float32),
+            "window_usage": (since < self.usage_window).mean(dtype=torch.float32),
         }
 
     @torch.no_grad()
