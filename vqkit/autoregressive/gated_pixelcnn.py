@@ -36,6 +36,8 @@ the stacks: see ``vqkit.autoregressive.gated_sampling``. Both take the same ``co
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple, cast
 
 import torch
@@ -361,6 +363,53 @@ class GatedLayer(nn.Module):
         else:
             # residual is given for every layer after the first (see Args)
             torch.addmm(cast(torch.Tensor, residual), buffers.gated, weights.residual, out=out)
+
+    def horizontal_calls(
+        self,
+        weights: StepWeights,
+        buffers: StepBuffers,
+        window: torch.Tensor,
+        link: torch.Tensor,
+        residual: torch.Tensor | None = None,
+        out: torch.Tensor | None = None,
+    ) -> list[Callable[[], object]]:
+        """``horizontal_step`` as a list of zero-argument calls bound to fixed views.
+
+        Running the calls in order is exactly ``horizontal_step(weights, buffers, window, link,
+        residual, out)`` (the same kernels on the same tensors): a sampler that visits the same
+        column of every row with the same buffers binds them once per sampling call and then
+        pays one Python call per kernel, with no argument handling, per position. The views
+        must stay valid (not be reallocated) while the calls are used.
+
+        Args:
+            weights: ``step_weights``.
+            buffers: ``step_buffers``.
+            window: as for ``horizontal_step``.
+            link: as for ``horizontal_step``.
+            residual: as for ``horizontal_step``.
+            out: as for ``horizontal_step``.
+
+        Shape:
+            - as for ``horizontal_step``.
+        """
+        calls: list[Callable[[], object]] = [
+            partial(torch.addmm, link, window, weights.window, out=buffers.pre),
+            buffers.pre_tanh.tanh_,
+            buffers.pre_sigmoid.sigmoid_,
+            partial(torch.mul, buffers.pre_tanh, buffers.pre_sigmoid, out=buffers.features),
+        ]
+        if out is not None:
+            if self.first:
+                calls.append(partial(torch.mm, buffers.gated, weights.residual, out=out))
+            else:
+                if residual is None:
+                    raise ValueError(
+                        "GatedLayer.horizontal_calls: residual is required after the first layer"
+                    )
+                calls.append(
+                    partial(torch.addmm, residual, buffers.gated, weights.residual, out=out)
+                )
+        return calls
 
     def extra_repr(self) -> str:
         text = f"channels={self.channels}, kernel_size={self.kernel_size}, first={self.first}"

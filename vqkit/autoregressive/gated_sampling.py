@@ -32,11 +32,13 @@ position), so the codes are the same as ``method="naive"``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
 
-from vqkit.autoregressive.sampling import draw_codes, draw_uniform
+from vqkit.autoregressive.sampling import no_distribution_error
 
 __all__ = ["sample_fast"]
 
@@ -83,8 +85,10 @@ def _sample(
 ) -> torch.Tensor:
     n, height, width = codes.shape
     embedding = model.embedding.weight  # (K, C)
-    c = embedding.shape[1]
-    kw = {"device": embedding.device, "dtype": embedding.dtype}
+    num_codes, c = embedding.shape
+    device = embedding.device
+    kw: dict[str, Any] = {"device": device, "dtype": embedding.dtype}
+    f64: dict[str, Any] = {"device": device, "dtype": torch.float64}
     layers = list(model.layers)
     num_layers = len(layers)
     pads = [layer.pad for layer in layers]
@@ -95,7 +99,8 @@ def _sample(
     ]
 
     # v_in[l]: the input of layer l's vertical stack over the whole grid, zero-padded by p rows on
-    # top and p columns each side, channels last; v_in[0] holds the embedded codes written so far.
+    # top and p columns each side, channels last; v_in[0] holds the embedded codes of the rows
+    # done so far.
     v_in = [torch.zeros(n, height + p, width + 2 * p, c, **kw) for p in pads]
     # h_in[l]: the input of layer l's horizontal stack for the current row, channels last, with p
     # zero columns on the left; a window of columns is a contiguous (n, reach·C) view.
@@ -104,14 +109,31 @@ def _sample(
     # gated[:, l] = [g_l, 1]: all layers' gated features, so that one product sums the skips
     gated = torch.empty(n, num_layers, c + 1, **kw)
     buffers = [layer.step_buffers(gated[:, index]) for index, layer in enumerate(layers)]
-    head = model.head.step_weights()
+    w1, b1, w2, b2 = model.head.step_weights()
     skip_weight = torch.cat([w.skip for w in weights])  # (L·(C+1), C)
     gated_flat = gated.view(n, -1)  # (n, L·(C+1))
+    skips = torch.empty(n, c, **kw)
+    hidden = torch.empty(n, w1.shape[1], **kw)
+    # one row of logits, (W, n, K): checked once per row for rows that define no distribution
+    logits = torch.zeros(width, n, num_codes, **kw)
+    scaled = torch.empty(n, num_codes, **f64)
+    probs = torch.empty(n, num_codes, **f64)
+    # the CDF without its last entry: the number of entries <= u is the drawn code, already
+    # clamped to K - 1 (the CDF is a running sum of non-negative terms, so it is sorted)
+    cdf = torch.empty(n, num_codes - 1, **f64)
+    u_row = torch.empty(width, n, 1, **f64)  # the row's uniforms
+    codes_row = torch.empty(width, n, 1, dtype=torch.long, device=device)  # the row's codes
+    known_row = torch.empty(width, n, 1, dtype=torch.bool, device=device)
+    drawn = torch.empty(n, 1, dtype=torch.long, device=device)
 
-    # views used at column j of every row, built once
-    steps = []  # steps[j][l] = (window, link, residual, out)
+    # Per column j, every kernel of one position as a zero-argument call bound to fixed views of
+    # the buffers above: the inner loop does no argument handling, slicing or allocation.
+    layer_calls: list[list[Callable[[], object]]] = []  # both stacks of every layer
+    draw_calls: list[list[Callable[[], object]]] = []  # skips, head and draw into codes_row[j]
+    masked_calls: list[list[Callable[[], object]]] = []  # the same where some codes are given
+    embed_calls: list[Callable[[], object]] = []  # the code's embedding into layer 0's input
     for j in range(width):
-        column = []
+        column: list[Callable[[], object]] = []
         for index, layer in enumerate(layers):
             p, reach = pads[index], layer.horizontal_reach
             window = h_in[index][:, j : j + reach].reshape(n, reach * c)  # columns j-p .. j(-1)
@@ -119,14 +141,45 @@ def _sample(
             out = None
             if index + 1 < num_layers:
                 out = h_in[index + 1][:, j + pads[index + 1]]
-            column.append((window, link[index][:, j], residual, out))
-        steps.append(column)
-    embed_row = [h_in[0][:, j + pads[0]] for j in range(width)]  # (n, C) views
+            column += layer.horizontal_calls(
+                weights[index], buffers[index], window, link[index][:, j], residual, out
+            )
+        layer_calls.append(column)
+        head = [
+            partial(torch.mm, gated_flat, skip_weight, out=skips),  # Σ_l skip_l, (n, C)
+            skips.relu_,
+            partial(torch.addmm, b1, skips, w1, out=hidden),
+            hidden.relu_,
+            partial(torch.addmm, b2, hidden, w2, out=logits[j]),
+            *_softmax_calls(logits[j], scaled, probs, temperature),
+            partial(torch.cumsum, probs[:, :-1], -1, out=cdf),
+        ]
+        if device.type != "cpu":  # one draw per position, as the naive sampler's
+            head.insert(0, partial(_uniform, generator, u_row[j, :, 0]))
+        search = partial(torch.searchsorted, cdf, u_row[j], right=True)
+        draw_calls.append([*head, partial(search, out=codes_row[j])])
+        masked_calls.append(
+            [
+                *head,
+                partial(search, out=drawn),
+                partial(torch.where, known_row[j], codes_row[j], drawn, out=codes_row[j]),
+            ]
+        )
+        embed_row = h_in[0][:, j + pads[0]]  # (n, C) view
+        embed_calls.append(
+            partial(torch.index_select, embedding, 0, codes_row[j, :, 0], out=embed_row)
+        )
 
-    codes_t = codes.permute(1, 2, 0).contiguous()  # (H, W, n): one position is contiguous
+    codes_t = codes.permute(1, 2, 0).contiguous()  # (H, W, n): one row is contiguous
     known_t = known.permute(1, 2, 0).contiguous()
     known_all = known_t.all(dim=2).tolist()
     known_any = known_t.any(dim=2).tolist()
+    # On a CPU generator one draw of H·W·n uniforms consumes it exactly like H·W draws of n
+    # (its uniform kernel is serial), so they are drawn at once; other devices draw per position.
+    u_all = None
+    if device.type == "cpu":
+        u_all = torch.rand(height, width, n, 1, generator=generator, **f64)
+    p0 = pads[0]
 
     for i in range(height):
         for index, layer in enumerate(layers):
@@ -139,19 +192,58 @@ def _sample(
             if index + 1 < num_layers:
                 q = pads[index + 1]
                 v_in[index + 1][:, i + q, q : q + width].copy_(v_out)
-
+        if u_all is not None:
+            u_row.copy_(u_all[i])
+        row_known_any = known_any[i]
+        if any(row_known_any):
+            codes_row.copy_(codes_t[i, :, :, None])
+            known_row.copy_(known_t[i, :, :, None])
+        row_known_all = known_all[i]
         for j in range(width):
-            u = draw_uniform(n, generator, codes.device)
-            for layer, w, b, args in zip(layers, weights, buffers, steps[j], strict=True):
-                layer.horizontal_step(w, b, *args)
-            position = codes_t[i, j]  # (n,) view
-            if not known_all[i][j]:
-                skips = torch.mm(gated_flat, skip_weight)  # (n, C): Σ_l skip_l
-                drawn = draw_codes(model.head.step(head, skips), u, temperature)
-                if known_any[i][j]:
-                    torch.where(known_t[i, j], position, drawn, out=position)
-                else:
-                    position.copy_(drawn)
-            torch.index_select(embedding, 0, position, out=embed_row[j])
-            v_in[0][:, i + pads[0], j + pads[0]].copy_(embed_row[j])
+            for call in layer_calls[j]:
+                call()
+            if not row_known_all[j]:
+                for call in masked_calls[j] if row_known_any[j] else draw_calls[j]:
+                    call()
+            embed_calls[j]()
+        _check_row(logits, temperature)
+        codes_t[i].copy_(codes_row[:, :, 0])
+        # the row's embedded codes join layer 0's vertical input for the rows below
+        v_in[0][:, i + p0, p0 : p0 + width].copy_(h_in[0][:, p0:])
     return codes_t.permute(2, 0, 1).contiguous()
+
+
+def _softmax_calls(
+    logits: torch.Tensor, scaled: torch.Tensor, probs: torch.Tensor, temperature: float
+) -> list[Callable[[], object]]:
+    """``probs = softmax(logits.double() / temperature)`` into preallocated buffers, with the
+    kernels of ``draw_codes`` (so the same values)."""
+    if temperature == 1.0:  # x / 1 == x exactly: skipped, as in draw_codes
+        return [partial(torch.softmax, logits, -1, dtype=torch.float64, out=probs)]
+    return [
+        partial(scaled.copy_, logits),
+        partial(scaled.div_, temperature),
+        partial(torch.softmax, scaled, -1, out=probs),
+    ]
+
+
+def _uniform(generator: torch.Generator | None, out: torch.Tensor) -> None:
+    """One position's uniforms into ``out``, as ``draw_uniform`` draws them (the generator is on
+    the model's device)."""
+    torch.rand(out.shape, generator=generator, out=out)
+
+
+def _check_row(logits: torch.Tensor, temperature: float) -> None:
+    """Raise ``draw_codes``'s error if a row's logits define no distribution.
+
+    ``draw_codes`` refuses a softmax whose sum is not above 0.5; that happens exactly when the
+    largest scaled logit is not finite (NaN, which ``amax`` propagates, +inf, or all -inf), so one
+    reduction over the row's (W, n, K) logits checks every position. Positions whose codes were
+    all given keep logits that passed an earlier check.
+    """
+    top = logits.amax(dim=-1)  # (W, n)
+    if temperature != 1.0:
+        top = top.double() / temperature  # the largest of logits.double() / temperature
+    finite = torch.isfinite(top)
+    if not bool(finite.all()):
+        raise no_distribution_error((~finite).any(dim=0).nonzero().flatten().tolist())
