@@ -308,6 +308,72 @@ class GatedLayer(nn.Module):
             link = link + map_row[..., 2 * c :]
         return torch.tanh(v_pre[..., :c]) * torch.sigmoid(v_pre[..., c:]), link
 
+    def class_terms(self, cond: torch.Tensor | None) -> torch.Tensor | None:
+        """The class embedding's terms of ``vertical_row``, for ``vertical_row_calls``.
+
+        Args:
+            cond: class labels (N,) int64, or None.
+
+        Shape:
+            - Output: (N, 1, 4C), ``[..., :2C]`` added to the vertical pre-activations and
+              ``[..., 2C:]`` to ``link``; None without class conditioning (or ``cond``).
+        """
+        if self.cond_v is None or self.cond_h is None or cond is None:
+            return None
+        return torch.cat([self.cond_v(cond), self.cond_h(cond)], dim=1)[:, None, :]
+
+    def vertical_row_calls(
+        self,
+        weights: StepWeights,
+        window: torch.Tensor,
+        cols: torch.Tensor,
+        pre: torch.Tensor,
+        link: torch.Tensor,
+        class_terms: torch.Tensor | None = None,
+        out: torch.Tensor | None = None,
+    ) -> list[Callable[[], object]]:
+        """``vertical_row`` (without a map) as zero-argument calls that write into buffers.
+
+        Running the calls in order computes ``v_out, link = vertical_row(weights, window, cond)``
+        with the same kernels, the same values bit for bit, and writes ``link`` into ``link``
+        and ``v_out`` into ``out`` (skipped when ``out`` is None: the last layer's vertical
+        output feeds nothing). ``window`` and ``class_terms`` are read when the calls run, so a
+        sampler binds them once per call (or once for all calls) and refills the buffers.
+
+        Args:
+            weights: ``step_weights``.
+            window: as for ``vertical_row``, (N, vertical_reach, W + 2p, C).
+            cols: scratch buffer (N·W, vertical_reach·k·C), the window as rows of patches.
+            pre: scratch buffer (N·W, 2C), the vertical pre-activations.
+            link: (N, W, 2C) contiguous: receives ``link``.
+            class_terms: (N, 1, 4C) buffer holding ``class_terms(cond)``, or None (no class
+                conditioning).
+            out: (N, W, C), receives the gated vertical features of the row, or None.
+        """
+        n, reach, padded, c = window.shape
+        width = padded - 2 * self.pad
+        # im2col into the scratch buffer: (N, reach, W, C, k) -> (N, W, reach, k, C)
+        patches = window.unfold(2, self.kernel_size, 1).permute(0, 2, 1, 4, 3)
+        cols_view = cols.view(n, width, reach, self.kernel_size, c)
+        link_flat = link.view(n * width, 2 * c)
+        calls: list[Callable[[], object]] = [
+            partial(cols_view.copy_, patches),
+            partial(torch.addmm, weights.vertical_bias, cols, weights.vertical, out=pre),
+            partial(torch.addmm, weights.link_bias, pre, weights.v_to_h, out=link_flat),
+        ]
+        pre_rows = pre.view(n, width, 2 * c)
+        if class_terms is not None:
+            calls.append(partial(pre_rows.add_, class_terms[..., : 2 * c]))
+            calls.append(partial(link.add_, class_terms[..., 2 * c :]))
+        if out is not None:
+            pre_tanh, pre_sigmoid = pre_rows[..., :c], pre_rows[..., c:]
+            calls += [
+                pre_tanh.tanh_,
+                pre_sigmoid.sigmoid_,
+                partial(torch.mul, pre_tanh, pre_sigmoid, out=out),
+            ]
+        return calls
+
     def step_buffers(self, gated: torch.Tensor) -> StepBuffers:
         """Scratch buffers and views for ``horizontal_step``, built once per sampling call.
 

@@ -125,7 +125,32 @@ class _Plan:
         self.codes_row = torch.empty(width, n, 1, dtype=torch.long, device=device)
         self.known_row = torch.empty(width, n, 1, dtype=torch.bool, device=device)
         drawn = torch.empty(n, 1, dtype=torch.long, device=device)
-        buffers_kept = [*self.v_in, *h_in, *link, gated, self.logits, scaled, probs, cdf]
+        # The vertical stacks of row i, all layers in order, as bound calls (the path without a
+        # map; with one, ``GatedLayer.vertical_row`` is called per row with the map's row).
+        cols = [
+            torch.empty(n * width, layer.vertical_reach * layer.kernel_size * c, **kw)
+            for layer in layers
+        ]
+        pre = torch.empty(n * width, 2 * c, **kw)
+        self.class_terms: list[torch.Tensor] | None = None  # (n, 1, 4C) per layer, per call
+        if getattr(model, "num_classes", None) is not None:
+            self.class_terms = [torch.empty(n, 1, 4 * c, **kw) for _ in layers]
+        self.vertical_calls: list[list[Callable[[], object]]] = []
+        for i in range(height):
+            row: list[Callable[[], object]] = []
+            for index, layer in enumerate(layers):
+                # padded rows i .. i+reach-1 are rows i-p .. i-1 (first layer) or i-p .. i
+                window = self.v_in[index][:, i : i + layer.vertical_reach]
+                out = None
+                if index + 1 < num_layers:
+                    q = pads[index + 1]
+                    out = self.v_in[index + 1][:, i + q, q : q + width]
+                terms = None if self.class_terms is None else self.class_terms[index]
+                row += layer.vertical_row_calls(
+                    weights[index], window, cols[index], pre, link[index], terms, out
+                )
+            self.vertical_calls.append(row)
+        buffers_kept = [*self.v_in, *h_in, *link, gated, self.logits, scaled, probs, cdf, *cols]
         self.nbytes = sum(b.numel() * b.element_size() for b in buffers_kept)
 
         # Per column j, every kernel of one position as a zero-argument call bound to fixed
@@ -251,17 +276,25 @@ def _run(
         u_all = torch.rand(height, width, n, 1, generator=generator, dtype=torch.float64)
     p0 = pads[0]
 
+    if plan.class_terms is not None:
+        for layer, terms in zip(layers, plan.class_terms, strict=True):
+            terms.copy_(layer.class_terms(cond))
+
     for i in range(height):
-        for index, layer in enumerate(layers):
-            # padded rows i .. i+reach-1 are rows i-p .. i-1 (first layer) or i-p .. i
-            window = v_in[index][:, i : i + layer.vertical_reach]  # (n, reach, W + 2p, C)
-            layer_map = maps[index]
-            map_row = None if layer_map is None else layer_map[:, i]  # (n, W, 4C)
-            v_out, row_link = layer.vertical_row(weights[index], window, cond, map_row)
-            link[index].copy_(row_link)
-            if index + 1 < num_layers:
-                q = pads[index + 1]
-                v_in[index + 1][:, i + q, q : q + width].copy_(v_out)
+        if cond_map is None:
+            for call in plan.vertical_calls[i]:
+                call()
+        else:
+            for index, layer in enumerate(layers):
+                # padded rows i .. i+reach-1 are rows i-p .. i-1 (first layer) or i-p .. i
+                window = v_in[index][:, i : i + layer.vertical_reach]  # (n, reach, W + 2p, C)
+                layer_map = maps[index]
+                map_row = None if layer_map is None else layer_map[:, i]  # (n, W, 4C)
+                v_out, row_link = layer.vertical_row(weights[index], window, cond, map_row)
+                link[index].copy_(row_link)
+                if index + 1 < num_layers:
+                    q = pads[index + 1]
+                    v_in[index + 1][:, i + q, q : q + width].copy_(v_out)
         if u_all is not None:
             u_row.copy_(u_all[i])
         row_known_any = known_any[i]
