@@ -6,19 +6,38 @@ arXiv:1704.06001: never recompute a feature that cannot have changed.
 
 - The vertical stack at row i depends only on rows above, so once row i-1 is complete, each layer
   computes its row i from a (p+1)-row window of the layer below: once per row, not per pixel
-  (``GatedLayer.vertical_row``).
+  (``GatedLayer.vertical_row``, or its bound form ``GatedLayer.vertical_row_calls``, which writes
+  straight into the next layer's input).
 - The horizontal stack at (i, j) depends on columns j-p..j of the layer below in the same row and
   on the vertical stack at (i, j). Each layer keeps the current row in a preallocated
   channels-last buffer; for a new pixel it computes one column from a (p+1)-column window, as one
-  matrix product over the whole batch (``GatedLayer.horizontal_step``).
+  matrix product over the whole batch (``GatedLayer.horizontal_step``, bound:
+  ``GatedLayer.horizontal_calls``).
 - The skip outputs of all layers are summed by one matrix product over the concatenated gated
-  features, and the head runs on the (N, C) features of one position (``LogitsHead.step``).
+  features, and the head runs on the (N, C) features of one position (the two products of
+  ``LogitsHead.step_weights``).
 
-The sampler uses only those documented steps, never a layer's private convolutions. Every buffer
-and every view the inner loop touches is allocated before the loop, so one position costs about
-four small kernels per layer and a dozen for the head and the draw, with no allocation and no
-Python-side reshaping. Per pixel the arithmetic is O(L·C²·p + C·head + head·K) instead of the
-naive sampler's O(H·W·(L·C²·k² + C·head + head·K)).
+The sampler uses only those documented steps, never a layer's private convolutions.
+
+At batch 1 the cost is per-kernel overhead, not arithmetic, so a position runs nothing but its
+kernels: everything that does not depend on the codes (the step weights, every buffer, and per
+column j each kernel of the position as a zero-argument call bound to fixed views of the buffers)
+is a *plan*, built once and kept per model while its parameters (identity, storage and version
+counter), the sizes and the temperature are unchanged. A position then costs exactly 5·L + 8
+kernels (the window product, three for the gate and the output product per layer, none of the
+latter for the last; the skip product; the head's two products and two ReLUs; softmax, cumsum,
+searchsorted, the embedding lookup), with no allocation, no slicing and no argument handling; the
+vertical stacks cost 6 kernels per layer per row. The draw is ``draw_codes``'s inverse CDF in one
+kernel: ``searchsorted(cdf[:, :K-1], u, right=True)`` counts the CDF entries <= u, already
+clamped to K - 1 (the CDF is a running sum of non-negative terms, hence sorted). Whether a row's
+logits define a distribution is checked once per row (``_check_row``) instead of per position,
+with ``draw_codes``'s error. On a CPU the uniforms of the whole grid are drawn at once: the CPU
+generator's serial uniform kernel gives the same numbers as one draw per position. Per pixel the
+arithmetic is O(L·C²·p + C·head + head·K) instead of the naive sampler's
+O(H·W·(L·C²·k² + C·head + head·K)).
+
+A plan's buffers serve one call at a time (a lock; a concurrent call builds its own plan), and a
+plan over 64 MiB is not kept after its call.
 
 A spatial conditioning map (``cond_map``) is projected once per call, by each layer's
 ``GatedLayer.step_map`` over the whole grid; row i of the projection joins the vertical
@@ -173,7 +192,7 @@ class _Plan:
                     weights[index], buffers[index], window, link[index][:, j], residual, out
                 )
             self.layer_calls.append(column)
-            head = [
+            head: list[Callable[[], object]] = [
                 partial(torch.mm, gated_flat, skip_weight, out=skips),  # Σ_l skip_l, (n, C)
                 skips.relu_,
                 partial(torch.addmm, b1, skips, w1, out=hidden),
