@@ -2,8 +2,9 @@
 
 - ``GatedLayer.horizontal_calls`` / ``vertical_row_calls`` equal ``horizontal_step`` /
   ``vertical_row`` bit for bit (the same kernels on the same values);
-- the plan kept between calls is rebuilt when a parameter changes in place, is replaced, or the
-  sizes change, and is not shared by two threads at once;
+- the plan kept between calls follows in-place changes of the weights (also through ``.data``),
+  is rebuilt when a parameter is replaced or the sizes change, and is not shared by two threads
+  at once;
 - the generator is consumed exactly as by the naive sampler, with the uniforms drawn at once
   (CPU) or per position (the path other devices take);
 - the inner loop costs exactly 5·L + 8 dispatched ATen operations per position.
@@ -121,7 +122,15 @@ def test_the_kept_plan_follows_the_weights_and_the_sizes():
     changed = sample(model, 3, (4, 5), cond, method="fast")
     assert torch.equal(changed, sample(copy.deepcopy(model), 3, (4, 5), cond))  # a fresh plan
     assert not torch.equal(changed, first)
-    assert gated_sampling._PLANS[model][1] is not plan
+    assert gated_sampling._PLANS[model][1] is plan  # kept, with the new weights copied in
+    # an edit through .data bumps no version counter: the kept plan still sees it
+    with torch.no_grad():
+        model.layers[1].h_conv.weight.data.mul_(-2.0)
+        model.head[1].weight.data.mul_(3.0)
+    edited = sample(model, 3, (4, 5), cond, method="fast")
+    assert gated_sampling._PLANS[model][1] is plan
+    assert torch.equal(edited, sample(copy.deepcopy(model), 3, (4, 5), cond))
+    assert not torch.equal(edited, changed)
     # replaced parameters (load_state_dict with assign, .to()) and other sizes
     other = tiny_gated(seed=9, num_classes=2)
     model.load_state_dict(other.state_dict(), assign=True)

@@ -21,20 +21,20 @@ The sampler uses only those documented steps, never a layer's private convolutio
 
 At batch 1 the cost is per-kernel overhead, not arithmetic, so a position runs nothing but its
 kernels: everything that does not depend on the codes (the step weights, every buffer, and per
-column j each kernel of the position as a zero-argument call bound to fixed views of the buffers)
-is a *plan*, built once and kept per model while its parameters (identity, storage and version
-counter), the sizes and the temperature are unchanged. A position then costs exactly 5·L + 8
-kernels (the window product, three for the gate and the output product per layer, none of the
-latter for the last; the skip product; the head's two products and two ReLUs; softmax, cumsum,
-searchsorted, the embedding lookup), with no allocation, no slicing and no argument handling; the
-vertical stacks cost 6 kernels per layer per row. The draw is ``draw_codes``'s inverse CDF in one
-kernel: ``searchsorted(cdf[:, :K-1], u, right=True)`` counts the CDF entries <= u, already
-clamped to K - 1 (the CDF is a running sum of non-negative terms, hence sorted). Whether a row's
-logits define a distribution is checked once per row (``_check_row``) instead of per position,
-with ``draw_codes``'s error. On a CPU the uniforms of the whole grid are drawn at once: the CPU
-generator's serial uniform kernel gives the same numbers as one draw per position. Per pixel the
-arithmetic is O(L·C²·p + C·head + head·K) instead of the naive sampler's
-O(H·W·(L·C²·k² + C·head + head·K)).
+column j each kernel of the position as a zero-argument call bound to fixed views of the buffers) is
+a *plan*, built once and kept per model while its parameters (identity, storage, shape, dtype), the
+sizes and the temperature are unchanged; each call copies the current weights into it, so an
+in-place change of the weights never leaves it stale. A position then costs exactly 5·L + 8 kernels
+(the window product, three for the gate and the output product per layer, none of the latter for the
+last; the skip product; the head's two products and two ReLUs; softmax, cumsum, searchsorted, the
+embedding lookup), with no allocation, no slicing and no argument handling; the vertical stacks cost
+6 kernels per layer per row. The draw is ``draw_codes``'s inverse CDF in one kernel:
+``searchsorted(cdf[:, :K-1], u, right=True)`` counts the CDF entries <= u, already clamped to K - 1
+(the CDF is a running sum of non-negative terms, hence sorted). Whether a row's logits define a
+distribution is checked once per row (``_check_row``) instead of per position, with ``draw_codes``'s
+error. On a CPU the uniforms of the whole grid are drawn at once: the CPU generator's serial uniform
+kernel gives the same numbers as one draw per position. Per pixel the arithmetic is O(L·C²·p +
+C·head + head·K) instead of the naive sampler's O(H·W·(L·C²·k² + C·head + head·K)).
 
 A plan's buffers serve one call at a time (a lock; a concurrent call builds its own plan), and a
 plan over 64 MiB is not kept after its call.
@@ -127,8 +127,10 @@ class _Plan:
         # gated[:, l] = [g_l, 1]: all layers' gated features, so that one product sums the skips
         gated = torch.empty(n, num_layers, c + 1, **kw)
         buffers = [layer.step_buffers(gated[:, index]) for index, layer in enumerate(layers)]
-        w1, b1, w2, b2 = model.head.step_weights()
+        head_weights = model.head.step_weights()
+        w1, b1, w2, b2 = head_weights
         skip_weight = torch.cat([w.skip for w in weights])  # (L·(C+1), C)
+        self.head_weights, self.skip_weight = head_weights, skip_weight
         gated_flat = gated.view(n, -1)  # (n, L·(C+1))
         skips = torch.empty(n, c, **kw)
         hidden = torch.empty(n, w1.shape[1], **kw)
@@ -227,11 +229,28 @@ _PLANS: weakref.WeakKeyDictionary[Any, tuple[tuple, _Plan, threading.Lock]] = (
 
 
 def _plan_key(model: Any, n: int, height: int, width: int, temperature: float) -> tuple:
-    """What a plan depends on: the sizes, the temperature and every parameter's identity,
-    storage and version counter (in-place updates such as an optimizer step or
-    ``load_state_dict`` bump the version; ``.to()`` replaces the storage)."""
-    params = tuple((id(q), q.data_ptr(), q._version) for q in model.parameters())
+    """What a plan's buffers and bound calls depend on: the sizes, the temperature and every
+    parameter's identity, storage, shape and dtype (``.to()`` or ``load_state_dict(...,
+    assign=True)`` change them). The values are not part of it: ``_refresh`` copies the current
+    weights into the plan at every call, so no in-place change (an optimizer step,
+    ``load_state_dict``, an edit through ``.data``, which bumps no version counter) can leave a
+    plan stale."""
+    params = tuple((id(q), q.data_ptr(), q.shape, q.dtype) for q in model.parameters())
     return (n, height, width, temperature, params)
+
+
+def _refresh(model: Any, plan: _Plan) -> None:
+    """Copy the model's current step weights into the tensors the plan's calls are bound to
+    (about a hundred copies; the weights that are the parameters themselves are skipped)."""
+    pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for layer, bound in zip(plan.layers, plan.weights, strict=True):
+        pairs += zip(bound, layer.step_weights(), strict=True)
+    fresh = model.head.step_weights()
+    pairs += zip(plan.head_weights, fresh, strict=True)
+    for dst, src in pairs:
+        if dst is not src:
+            dst.copy_(src)
+    torch.cat([w.skip for w in plan.weights], out=plan.skip_weight)
 
 
 def _sample(
@@ -248,6 +267,11 @@ def _sample(
     cached = _PLANS.get(model)
     if cached is not None and cached[0] == key and cached[2].acquire(blocking=False):
         plan, lock = cached[1], cached[2]
+        try:
+            _refresh(model, plan)
+        except BaseException:
+            lock.release()
+            raise
     else:  # a new plan (another thread may be using the cached one: it is then left alone)
         plan, lock = _Plan(model, n, height, width, temperature), threading.Lock()
         lock.acquire()
