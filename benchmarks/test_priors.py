@@ -23,6 +23,7 @@ from __future__ import annotations
 import pytest
 import torch
 from _timing import bench_device, run_pedantic, set_throughput
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from vqkit import GatedPixelCNN, MADEFlowPrior
 
@@ -85,6 +86,23 @@ def test_gated_pixelcnn_sampling(benchmark, device, side, batch, impl, one_cpu_t
         gen = torch.Generator(device=device).manual_seed(0)
         fast = prior.sample(batch, (side, side), generator=gen, method="fast")
         benchmark.extra_info["identical_codes"] = bool(torch.equal(codes, fast))
+    else:  # issue 19 tracks the dispatched ATen operations of one call (not timed)
+        with _CountOps() as counter:
+            run()
+        benchmark.extra_info["aten_ops"] = counter.count
+        benchmark.extra_info["aten_ops_per_position"] = round(counter.count / side**2, 1)
+
+
+class _CountOps(TorchDispatchMode):
+    """Counts the ATen operations dispatched while active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
 
 
 def test_made_flow_prior_sampling(benchmark, device, dim):

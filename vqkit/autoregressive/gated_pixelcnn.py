@@ -36,6 +36,8 @@ the stacks: see ``vqkit.autoregressive.gated_sampling``. Both take the same ``co
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple, cast
 
 import torch
@@ -306,6 +308,72 @@ class GatedLayer(nn.Module):
             link = link + map_row[..., 2 * c :]
         return torch.tanh(v_pre[..., :c]) * torch.sigmoid(v_pre[..., c:]), link
 
+    def class_terms(self, cond: torch.Tensor | None) -> torch.Tensor | None:
+        """The class embedding's terms of ``vertical_row``, for ``vertical_row_calls``.
+
+        Args:
+            cond: class labels (N,) int64, or None.
+
+        Shape:
+            - Output: (N, 1, 4C), ``[..., :2C]`` added to the vertical pre-activations and
+              ``[..., 2C:]`` to ``link``; None without class conditioning (or ``cond``).
+        """
+        if self.cond_v is None or self.cond_h is None or cond is None:
+            return None
+        return torch.cat([self.cond_v(cond), self.cond_h(cond)], dim=1)[:, None, :]
+
+    def vertical_row_calls(
+        self,
+        weights: StepWeights,
+        window: torch.Tensor,
+        cols: torch.Tensor,
+        pre: torch.Tensor,
+        link: torch.Tensor,
+        class_terms: torch.Tensor | None = None,
+        out: torch.Tensor | None = None,
+    ) -> list[Callable[[], object]]:
+        """``vertical_row`` (without a map) as zero-argument calls that write into buffers.
+
+        Running the calls in order computes ``v_out, link = vertical_row(weights, window, cond)``
+        with the same kernels, the same values bit for bit, and writes ``link`` into ``link``
+        and ``v_out`` into ``out`` (skipped when ``out`` is None: the last layer's vertical
+        output feeds nothing). ``window`` and ``class_terms`` are read when the calls run, so a
+        sampler binds them once per call (or once for all calls) and refills the buffers.
+
+        Args:
+            weights: ``step_weights``.
+            window: as for ``vertical_row``, (N, vertical_reach, W + 2p, C).
+            cols: scratch buffer (N·W, vertical_reach·k·C), the window as rows of patches.
+            pre: scratch buffer (N·W, 2C), the vertical pre-activations.
+            link: (N, W, 2C) contiguous: receives ``link``.
+            class_terms: (N, 1, 4C) buffer holding ``class_terms(cond)``, or None (no class
+                conditioning).
+            out: (N, W, C), receives the gated vertical features of the row, or None.
+        """
+        n, reach, padded, c = window.shape
+        width = padded - 2 * self.pad
+        # im2col into the scratch buffer: (N, reach, W, C, k) -> (N, W, reach, k, C)
+        patches = window.unfold(2, self.kernel_size, 1).permute(0, 2, 1, 4, 3)
+        cols_view = cols.view(n, width, reach, self.kernel_size, c)
+        link_flat = link.view(n * width, 2 * c)
+        calls: list[Callable[[], object]] = [
+            partial(cols_view.copy_, patches),
+            partial(torch.addmm, weights.vertical_bias, cols, weights.vertical, out=pre),
+            partial(torch.addmm, weights.link_bias, pre, weights.v_to_h, out=link_flat),
+        ]
+        pre_rows = pre.view(n, width, 2 * c)
+        if class_terms is not None:
+            calls.append(partial(pre_rows.add_, class_terms[..., : 2 * c]))
+            calls.append(partial(link.add_, class_terms[..., 2 * c :]))
+        if out is not None:
+            pre_tanh, pre_sigmoid = pre_rows[..., :c], pre_rows[..., c:]
+            calls += [
+                pre_tanh.tanh_,
+                pre_sigmoid.sigmoid_,
+                partial(torch.mul, pre_tanh, pre_sigmoid, out=out),
+            ]
+        return calls
+
     def step_buffers(self, gated: torch.Tensor) -> StepBuffers:
         """Scratch buffers and views for ``horizontal_step``, built once per sampling call.
 
@@ -361,6 +429,53 @@ class GatedLayer(nn.Module):
         else:
             # residual is given for every layer after the first (see Args)
             torch.addmm(cast(torch.Tensor, residual), buffers.gated, weights.residual, out=out)
+
+    def horizontal_calls(
+        self,
+        weights: StepWeights,
+        buffers: StepBuffers,
+        window: torch.Tensor,
+        link: torch.Tensor,
+        residual: torch.Tensor | None = None,
+        out: torch.Tensor | None = None,
+    ) -> list[Callable[[], object]]:
+        """``horizontal_step`` as a list of zero-argument calls bound to fixed views.
+
+        Running the calls in order is exactly ``horizontal_step(weights, buffers, window, link,
+        residual, out)`` (the same kernels on the same tensors): a sampler that visits the same
+        column of every row with the same buffers binds them once per sampling call and then
+        pays one Python call per kernel, with no argument handling, per position. The views
+        must stay valid (not be reallocated) while the calls are used.
+
+        Args:
+            weights: ``step_weights``.
+            buffers: ``step_buffers``.
+            window: as for ``horizontal_step``.
+            link: as for ``horizontal_step``.
+            residual: as for ``horizontal_step``.
+            out: as for ``horizontal_step``.
+
+        Shape:
+            - as for ``horizontal_step``.
+        """
+        calls: list[Callable[[], object]] = [
+            partial(torch.addmm, link, window, weights.window, out=buffers.pre),
+            buffers.pre_tanh.tanh_,
+            buffers.pre_sigmoid.sigmoid_,
+            partial(torch.mul, buffers.pre_tanh, buffers.pre_sigmoid, out=buffers.features),
+        ]
+        if out is not None:
+            if self.first:
+                calls.append(partial(torch.mm, buffers.gated, weights.residual, out=out))
+            else:
+                if residual is None:
+                    raise ValueError(
+                        "GatedLayer.horizontal_calls: residual is required after the first layer"
+                    )
+                calls.append(
+                    partial(torch.addmm, residual, buffers.gated, weights.residual, out=out)
+                )
+        return calls
 
     def extra_repr(self) -> str:
         text = f"channels={self.channels}, kernel_size={self.kernel_size}, first={self.first}"

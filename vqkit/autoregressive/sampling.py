@@ -32,6 +32,7 @@ __all__ = [
     "check_temperature",
     "draw_codes",
     "draw_uniform",
+    "no_distribution_error",
     "prepare_given",
 ]
 
@@ -253,6 +254,16 @@ def draw_uniform(n: int, generator: torch.Generator | None, device: torch.device
     return u.to(device)
 
 
+def no_distribution_error(rows: list[int]) -> ValueError:
+    """The error of ``draw_codes`` (and of the samplers that draw like it) for the batch rows
+    ``rows`` whose logits define no distribution."""
+    more = " ..." if len(rows) > 8 else ""
+    return ValueError(
+        f"draw_codes: the logits of rows {rows[:8]}{more} hold NaN or +inf, or are all -inf, so "
+        "they define no distribution (a diverged or corrupt model?)"
+    )
+
+
 def draw_codes(logits: torch.Tensor, u: torch.Tensor, temperature: float) -> torch.Tensor:
     """Map uniforms to codes through the inverse CDF of ``softmax(logits / temperature)``.
 
@@ -273,12 +284,7 @@ def draw_codes(logits: torch.Tensor, u: torch.Tensor, temperature: float) -> tor
     cdf = probs.cumsum(dim=-1)  # (B, K)
     # a valid row sums to 1; NaN (from a NaN or +inf logit, or an all -inf row) fails this test
     if not bool((cdf[:, -1] > 0.5).all()):
-        bad = (~(cdf[:, -1] > 0.5)).nonzero().flatten().tolist()
-        raise ValueError(
-            f"draw_codes: the logits of rows {bad[:8]}{' ...' if len(bad) > 8 else ''} hold NaN "
-            "or +inf, or are all -inf, so they define no distribution (a diverged or corrupt "
-            "model?)"
-        )
+        raise no_distribution_error((~(cdf[:, -1] > 0.5)).nonzero().flatten().tolist())
     # the smallest k with cdf_k > u; the clamp guards against cdf[-1] rounding below u
     return (cdf <= u[:, None]).sum(dim=-1).clamp_(max=k - 1)
 
