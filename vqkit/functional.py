@@ -4,9 +4,9 @@ Everything here is a function of tensors, with no module state, so it can be tes
 closed form and reused by every quantizer.
 
 - ``nearest_code``: fp32 nearest-code search, centred so that a large common offset does not
-  cancel: one product over all rows for a small batch (N×K ≤ ``SINGLE_PRODUCT_ELEMENTS``), else
-  chunked (one matrix product and one ``min`` per chunk, never an N×K matrix for the whole
-  batch).
+  cancel: chunked (one matrix product and one ``min`` per chunk, never an N×K matrix for the
+  whole batch), or, opt-in for a small batch (N×K ≤ ``SINGLE_PRODUCT_ELEMENTS``, 0 by default),
+  one product over all rows.
 - ``cluster_stats`` (a sparse product on CPU, ``index_add_`` elsewhere), ``ema_``,
   ``laplace_smooth``: the EMA codebook update of van den
   Oord et al., "Neural Discrete Representation Learning" (arXiv:1711.00937, appendix A.1), in the
@@ -62,12 +62,15 @@ def default_chunk_size(
     return max(64, size)
 
 
-# A batch whose whole distance matrix (N × K) has at most this many values is searched with one
-# product over all rows (``_nearest_single``) instead of chunks: 2**21 fp32 values, 8 MiB, e.g.
-# N = 4,096 rows at K = 512. Below it the chunks' fixed cost (about a dozen operations each) and
-# their unaligned 65-wide inner dimension cost more than the cache they save; above it the
-# chunked search keeps memory bounded (the N × K matrix is never formed).
-SINGLE_PRODUCT_ELEMENTS = 2**21
+# Opt-in: a batch whose whole distance matrix (N × K) has at most this many values is searched
+# with one product over all rows (``_nearest_single``) instead of chunks; 0 (the default) keeps
+# the chunked search for every size. Set it to e.g. 2**21 (8 MiB of fp32 distances: N = 4,096 at
+# K = 512) to try it. On the quiet 2-core development CPU (2 threads, N = 4,096, K = 512, fwd +
+# bwd + EMA, interleaved in one process by ``benchmarks/vq_step_interleaved.py``) the chunks were
+# as fast or faster in three runs: 6.85 / 8.63 / 9.60 ms a step against 8.37 / 10.56 / 9.49 ms
+# (medians of 40-60), while under a load of ~5 the single product won (85.5 against 101.8 ms).
+# No clear gain, so it stays off. On GPUs it is unmeasured.
+SINGLE_PRODUCT_ELEMENTS = 0
 
 
 def _chunks(n: int, chunk_size: int) -> list[tuple[int, int]]:
@@ -218,12 +221,11 @@ def nearest_code(
 ) -> Tensor | tuple[Tensor, Tensor, Tensor]:
     """Index of the nearest code (squared euclidean, or largest dot product with ``cosine``).
 
-    The search runs in fp32 with autocast off. A batch whose N × K distances fit
-    ``SINGLE_PRODUCT_ELEMENTS`` (and no ``chunk_size`` or ``closest_rows`` is asked for; on CPU
-    with more than one thread) is
+    The search runs in fp32 with autocast off. Opt-in: a batch whose N × K distances fit
+    ``vqkit.functional.SINGLE_PRODUCT_ELEMENTS`` (0, i.e. off, by default; and no
+    ``chunk_size`` or ``closest_rows`` is asked for; on CPU with more than one thread) is
     searched by one ``addmm`` over all rows, ``‖e − m‖² − 2(x − m)·(e − m)``, with the aligned
-    inner dimension D: a small batch pays for one product, not for the chunks' fixed cost.
-    Larger batches run ``chunk_size`` rows at a time, so they hold
+    inner dimension D. Otherwise the search runs ``chunk_size`` rows at a time, so it holds
     ``chunk_size × (K + D + 1)`` floats whatever N is. Rows and codes are
     first centred on the batch mean: the expansion ``‖e‖² − 2x·e`` loses the distances to
     cancellation when x and e share a large offset, and a common shift changes no distance

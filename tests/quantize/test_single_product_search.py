@@ -20,7 +20,9 @@ def brute_force(x: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
 
 @pytest.fixture
 def spy(monkeypatch):
-    """Count the calls of the single-product path (taken with two or more CPU threads)."""
+    """Count the calls of the single-product path (opt-in: the budget is set to 2**21 here;
+    taken with two or more CPU threads)."""
+    monkeypatch.setattr(VF, "SINGLE_PRODUCT_ELEMENTS", 2**21)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     calls = []
@@ -182,3 +184,9 @@ def test_dead_code_policy_reuses_the_quantizers_dead_count():
         states.append(editor.state_dict())
     for key, value in states[0].items():
         assert torch.equal(states[1][key], value), key
+
+
+def test_the_single_product_is_off_by_default():
+    """Measured slower than the chunks on a quiet CPU, so it is opt-in."""
+    assert VF.SINGLE_PRODUCT_ELEMENTS == 0
+    assert not VF._single_product(4096, 512, torch.device("cpu"), compiling=False)
