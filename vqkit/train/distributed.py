@@ -22,6 +22,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from vqkit.quantize._distributed import world_size
+
 __all__ = [
     "DistInfo",
     "SyncBatchNorm2d",
@@ -98,16 +100,10 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def _world_size() -> int:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_world_size()
-    return 1
-
-
 def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
     """The mean of ``tensor`` over processes, as a new tensor (``tensor`` itself without a
     process group). Not differentiable: it is for detached values such as gradients."""
-    world = _world_size()
+    world = world_size()
     if world == 1:
         return tensor
     out = tensor.detach().clone()
@@ -158,7 +154,7 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
     """
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if not (self.training and _world_size() > 1):
+        if not (self.training and world_size() > 1):
             return super().forward(input)
         self._check_input_dim(input)
         channels = input.shape[1]
